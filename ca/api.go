@@ -1,0 +1,119 @@
+package ca
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/skm-p2p/skm/internal/localapi"
+)
+
+// Admin is what the CA commands need from a CA: an [*Authority] when the
+// command opens the store itself, or a [*Client] when a running
+// "skm ca serve" has it open.
+type Admin interface {
+	Certificate() *x509.Certificate
+	NewToken(user string, ttl time.Duration) (Token, error)
+	List() ([]IssuedCert, error)
+}
+
+var (
+	_ Admin = (*Authority)(nil)
+	_ Admin = (*Client)(nil)
+)
+
+type tokenRequest struct {
+	User       string `json:"user"`
+	TTLSeconds int64  `json:"ttl_seconds"`
+}
+
+type certificateResponse struct {
+	PEM string `json:"pem"`
+}
+
+// NewAPIHandler returns the HTTP handler of the CA's local API.
+func NewAPIHandler(a *Authority) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/certificate", func(w http.ResponseWriter, _ *http.Request) {
+		block := &pem.Block{Type: "CERTIFICATE", Bytes: a.cert.Raw}
+		localapi.WriteJSON(w, http.StatusOK, certificateResponse{PEM: string(pem.EncodeToMemory(block))})
+	})
+	mux.HandleFunc("POST /v1/tokens", func(w http.ResponseWriter, r *http.Request) {
+		var req tokenRequest
+		if err := localapi.ReadJSON(r, &req); err != nil {
+			localapi.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		t, err := a.NewToken(req.User, time.Duration(req.TTLSeconds)*time.Second)
+		if err != nil {
+			localapi.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		localapi.WriteJSON(w, http.StatusOK, t)
+	})
+	mux.HandleFunc("GET /v1/issued", func(w http.ResponseWriter, _ *http.Request) {
+		certs, err := a.List()
+		if err != nil {
+			localapi.WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		localapi.WriteJSON(w, http.StatusOK, certs)
+	})
+	return mux
+}
+
+// Client calls the local API of a running CA.
+type Client struct {
+	api  *localapi.Client
+	cert *x509.Certificate
+}
+
+// callTimeout bounds one local API call.
+const callTimeout = 10 * time.Second
+
+// Dial connects to the CA serving the socket at path and fetches its
+// certificate. It returns an error wrapping [localapi.ErrNotRunning] if
+// no CA serves the socket.
+func Dial(path string) (*Client, error) {
+	c := &Client{api: localapi.NewClient(path)}
+	var resp certificateResponse
+	if err := c.call(http.MethodGet, "/v1/certificate", nil, &resp); err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode([]byte(resp.PEM))
+	if block == nil {
+		return nil, errors.New("local API returned no CA certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	c.cert = cert
+	return c, nil
+}
+
+func (c *Client) call(method, path string, in, out any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	return c.api.Call(ctx, method, path, in, out)
+}
+
+// Certificate returns the CA certificate.
+func (c *Client) Certificate() *x509.Certificate { return c.cert }
+
+// NewToken asks the CA to create an enrollment token.
+func (c *Client) NewToken(user string, ttl time.Duration) (Token, error) {
+	var t Token
+	err := c.call(http.MethodPost, "/v1/tokens", tokenRequest{User: user, TTLSeconds: int64(ttl / time.Second)}, &t)
+	return t, err
+}
+
+// List returns every certificate the CA issued.
+func (c *Client) List() ([]IssuedCert, error) {
+	var certs []IssuedCert
+	err := c.call(http.MethodGet, "/v1/issued", nil, &certs)
+	return certs, err
+}

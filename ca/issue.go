@@ -1,0 +1,201 @@
+package ca
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/skm-p2p/skm/protocol"
+	"github.com/skm-p2p/skm/store"
+)
+
+// Request is one enrollment for [Authority.Issue] to judge.
+type Request struct {
+	// Peer is the libp2p peer that sent the request, as authenticated by
+	// the connection.
+	Peer peer.ID
+	// CSR is the parsed certificate request.
+	CSR *x509.CertificateRequest
+	// Token is the enrollment token, if any.
+	Token string
+	// Continuity is a signature over the CSR by the key of the user's
+	// current certificate, needed to certify a new key for a taken name.
+	Continuity []byte
+}
+
+// ContinuityMessage returns the bytes a user's current key signs to vouch
+// for a CSR of its successor key. The label keeps the signature from
+// being valid for anything else.
+func ContinuityMessage(csrDER []byte) []byte {
+	const label = "skm enrollment continuity v1\x00"
+	return append([]byte(label), csrDER...)
+}
+
+// Issue checks r and, if every check passes, signs and records a
+// certificate. A rejection is a [*protocol.Error] whose message is meant
+// for the requester; any other error is an internal failure. A rejected
+// request changes nothing in the store.
+func (a *Authority) Issue(r Request) (*x509.Certificate, error) {
+	id, err := checkCSR(r.CSR, r.Peer)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	now := a.cfg.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: id.User},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              now.Add(a.cfg.Validity),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		URIs:                  id.URIs(),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, r.CSR.PublicKey, a.key)
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err = a.st.Update(func(tx *store.Tx) error {
+		if err := a.checkName(tx, id, r); err != nil {
+			return err
+		}
+		if !a.cfg.Open {
+			if err := a.useToken(tx, r.Token, id.User, SerialString(serial)); err != nil {
+				return err
+			}
+		}
+		return recordIssued(tx, id, cert)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
+// checkCSR verifies the CSR's proof of possession and profile, and that
+// it names the peer that sent it.
+func checkCSR(csr *x509.CertificateRequest, sender peer.ID) (protocol.Identity, error) {
+	if err := csr.CheckSignature(); err != nil {
+		return protocol.Identity{}, protocol.Errorf(protocol.CodeBadCSR, "csr signature does not verify: %v", err)
+	}
+	if _, ok := csr.PublicKey.(ed25519.PublicKey); !ok {
+		return protocol.Identity{}, protocol.Errorf(protocol.CodeBadCSR, "csr key is %s, want Ed25519", csr.PublicKeyAlgorithm)
+	}
+	if len(csr.DNSNames)+len(csr.EmailAddresses)+len(csr.IPAddresses) > 0 {
+		return protocol.Identity{}, protocol.Errorf(protocol.CodeBadCSR,
+			"csr asks for DNS, email or IP names, which skm does not certify")
+	}
+	id, err := protocol.ParseIdentity(csr.Subject.CommonName, csr.URIs)
+	if err != nil {
+		return id, protocol.Errorf(protocol.CodeBadCSR, "csr: %v", err)
+	}
+	if id.PeerID != sender {
+		return id, protocol.Errorf(protocol.CodePeerMismatch,
+			"csr names peer %s but the request came from peer %s", id.PeerID, sender)
+	}
+	return id, nil
+}
+
+// checkName enforces who may hold a user name. A free name goes to key
+// version 1 of any peer not already certified for another name. A taken
+// name gets a new certificate only for the same key and version, or for
+// the next version with a continuity signature by the current key.
+func (a *Authority) checkName(tx *store.Tx, id protocol.Identity, r Request) error {
+	if owner, err := tx.Get(store.Peers, id.PeerID.String()); err == nil && string(owner) != id.User {
+		return protocol.Errorf(protocol.CodePeerMismatch,
+			"peer %s is already certified for user %q", id.PeerID, owner)
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	raw, err := tx.Get(store.Users, id.User)
+	if errors.Is(err, store.ErrNotFound) {
+		if id.KeyVersion != 1 {
+			return protocol.Errorf(protocol.CodeBadCSR,
+				"user %q has no certificate yet, so the first key version must be 1, not %d", id.User, id.KeyVersion)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	current, err := loadCurrent(tx, raw)
+	if err != nil {
+		return err
+	}
+	currentKey := current.PublicKey.(ed25519.PublicKey)
+	newKey := r.CSR.PublicKey.(ed25519.PublicKey)
+	curID, err := protocol.CertIdentity(current)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(currentKey, newKey) && curID.KeyVersion == id.KeyVersion && curID.PeerID == id.PeerID {
+		return nil
+	}
+	if len(r.Continuity) == 0 || !ed25519.Verify(currentKey, ContinuityMessage(r.CSR.Raw), r.Continuity) {
+		return protocol.Errorf(protocol.CodeNameTaken,
+			"user name %q is taken: choose another name, or sign the request with the user's current key", id.User)
+	}
+	if id.KeyVersion != curID.KeyVersion+1 {
+		return protocol.Errorf(protocol.CodeBadCSR,
+			"key version %d does not follow the current version %d", id.KeyVersion, curID.KeyVersion)
+	}
+	return nil
+}
+
+func loadCurrent(tx *store.Tx, userRaw []byte) (*x509.Certificate, error) {
+	var u userRecord
+	if err := json.Unmarshal(userRaw, &u); err != nil {
+		return nil, fmt.Errorf("user record: %w", err)
+	}
+	raw, err := tx.Get(store.Issued, u.Serial)
+	if err != nil {
+		return nil, err
+	}
+	var rec issuedRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("issued %s: %w", u.Serial, err)
+	}
+	return x509.ParseCertificate(rec.DER)
+}
+
+func recordIssued(tx *store.Tx, id protocol.Identity, cert *x509.Certificate) error {
+	serial := SerialString(cert.SerialNumber)
+	rec, err := json.Marshal(issuedRecord{
+		User:       id.User,
+		KeyVersion: id.KeyVersion,
+		PeerID:     id.PeerID.String(),
+		DER:        cert.Raw,
+	})
+	if err != nil {
+		return err
+	}
+	if err := tx.Insert(store.Issued, serial, rec); err != nil {
+		return err
+	}
+	user, err := json.Marshal(userRecord{Serial: serial, KeyVersion: id.KeyVersion})
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(store.Users, id.User, user); err != nil {
+		return err
+	}
+	return tx.Put(store.Peers, id.PeerID.String(), []byte(id.User))
+}

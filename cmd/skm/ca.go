@@ -1,0 +1,335 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/spf13/cobra"
+
+	"github.com/skm-p2p/skm/ca"
+	"github.com/skm-p2p/skm/internal/localapi"
+	"github.com/skm-p2p/skm/node"
+	"github.com/skm-p2p/skm/protocol"
+	"github.com/skm-p2p/skm/store"
+)
+
+// DefaultCAPort is the TCP and UDP port "skm ca serve" listens on by
+// default.
+const DefaultCAPort = 7400
+
+func newCACommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ca",
+		Short: "Run and manage an skm certificate authority",
+		Long: `Commands for the CA node: create it, serve enrollment, issue tokens and
+list certificates. The CA's home defaults to $SKM_CA_HOME or ~/.skm-ca.
+
+token, list and cert work whether or not 'skm ca serve' is running: while
+it runs they go through its local API socket, otherwise they open the
+store themselves.`,
+		Args: exactArgs(),
+	}
+	cmd.AddCommand(
+		newCAInitCommand(g),
+		newCAServeCommand(g),
+		newCATokenCommand(g),
+		newCAListCommand(g),
+		newCACertCommand(g),
+	)
+	return cmd
+}
+
+func newCAInitCommand(g *globals) *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:     "init --name NAME",
+		Short:   "Create a CA: an Ed25519 root key and a self-signed certificate",
+		Example: `  skm ca init --name "Example CA"`,
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" {
+				return usagef("missing --name: name the CA")
+			}
+			home, err := g.caHome()
+			if err != nil {
+				return err
+			}
+			if store.Exists(home) {
+				return fmt.Errorf("%s already has a store: use another --home", home)
+			}
+			pass, err := g.passphrase(true)
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			st, err := store.Create(home, pass, &store.Options{Logger: slog.Default()})
+			if err != nil {
+				return explainStoreError(home, err)
+			}
+			defer st.Close()
+			a, err := ca.Init(st, name, ca.Config{})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "created CA %q in %s\n", a.Name(), home)
+			fmt.Fprintf(out, "CA fingerprint (SHA-256): %s\n", protocol.Fingerprint(a.Certificate()))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "name of the CA, used as its certificate's common name")
+	return cmd
+}
+
+func newCAServeCommand(g *globals) *cobra.Command {
+	var listen []string
+	var open bool
+	var validity time.Duration
+	cmd := &cobra.Command{
+		Use:   "serve [--listen MULTIADDR]... [--open] [--validity DURATION]",
+		Short: "Serve enrollment on libp2p and the local API",
+		Long: fmt.Sprintf(`Run the CA: a libp2p host with TCP and QUIC that serves enrollment, and
+the local API socket in the CA home. Each listen address is printed on
+standard output with the /p2p/ peer ID, one a line, ready to pass to
+'skm init --ca'. Logs go to standard error. SIGINT or SIGTERM stops it.
+
+Without --listen the CA listens on all interfaces on port %d, TCP and
+QUIC, IPv4 and IPv6.`, DefaultCAPort),
+		Example: `  skm ca serve
+  skm ca serve --listen /ip4/127.0.0.1/tcp/0 --listen /ip4/127.0.0.1/udp/0/quic-v1
+  skm ca serve --open --validity 24h`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			addrs, err := parseListen(listen, DefaultCAPort)
+			if err != nil {
+				return err
+			}
+			if validity < time.Minute {
+				return usagef("invalid --validity %s: use at least 1m", validity)
+			}
+			return runCAServe(cmd, g, addrs, ca.Config{Open: open, Validity: validity})
+		},
+	}
+	cmd.Flags().StringArrayVar(&listen, "listen", nil, "multiaddr to listen on (repeatable)")
+	cmd.Flags().BoolVar(&open, "open", false, "enroll without tokens, first come first served by user name (for demos)")
+	cmd.Flags().DurationVar(&validity, "validity", ca.DefaultValidity, "lifetime of issued certificates")
+	return cmd
+}
+
+func parseListen(flags []string, port int) ([]ma.Multiaddr, error) {
+	if len(flags) == 0 {
+		flags = []string{
+			fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", port),
+			fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", port),
+			fmt.Sprintf("/ip6/::/tcp/%d", port),
+			fmt.Sprintf("/ip6/::/udp/%d/quic-v1", port),
+		}
+	}
+	addrs := make([]ma.Multiaddr, 0, len(flags))
+	for _, s := range flags {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, usagef("invalid --listen %q: %v", s, err)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, nil
+}
+
+func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, cfg ca.Config) error {
+	home, err := g.caHome()
+	if err != nil {
+		return err
+	}
+	st, err := g.openStore(home, "skm ca init")
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log := slog.Default()
+	cfg.Log = log
+	a, err := ca.Load(st, cfg)
+	if err != nil {
+		return err
+	}
+	h, err := node.NewHost(node.HostConfig{Key: a.PeerKey(), Listen: listen})
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	h.SetStreamHandler(protocol.EnrollID, a.HandleEnroll)
+
+	ln, err := localapi.Listen(filepath.Join(home, localapi.SocketName))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- localapi.Serve(ctx, ln, ca.NewAPIHandler(a), log) }()
+
+	out := cmd.OutOrStdout()
+	for _, addr := range node.FullAddrs(h) {
+		fmt.Fprintln(out, addr)
+	}
+	log.Info("CA started", "version", node.Version, "home", home, "name", a.Name(),
+		"peer", h.ID().String(), "listen", fmt.Sprint(h.Addrs()),
+		"fingerprint", protocol.Fingerprint(a.Certificate()), "open", cfg.Open, "validity", cfg.Validity)
+
+	select {
+	case <-ctx.Done():
+	case err := <-apiDone:
+		if err != nil {
+			return fmt.Errorf("local API: %w", err)
+		}
+	}
+	log.Info("CA stopping")
+	stop()
+	<-apiDone
+	return nil
+}
+
+// openAdmin returns the running CA's API client, or the CA opened from
+// its store when no CA runs. close releases what was opened.
+func (g *globals) openAdmin() (admin ca.Admin, close func(), err error) {
+	home, err := g.caHome()
+	if err != nil {
+		return nil, nil, err
+	}
+	socket := filepath.Join(home, localapi.SocketName)
+	if localapi.Running(socket) {
+		c, err := ca.Dial(socket)
+		if err == nil {
+			return c, func() {}, nil
+		}
+		if !errors.Is(err, localapi.ErrNotRunning) {
+			return nil, nil, err
+		}
+	}
+	st, err := g.openStore(home, "skm ca init")
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := ca.Load(st, ca.Config{Log: slog.Default()})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return a, func() { st.Close() }, nil
+}
+
+func newCATokenCommand(g *globals) *cobra.Command {
+	var ttl time.Duration
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "token USER [--ttl DURATION] [--json]",
+		Short: "Create a one-time enrollment token for USER",
+		Long: `Create a token that lets USER enroll once before it expires. Only the
+token is printed, so a script can capture it; give it to the user over
+a channel you trust.`,
+		Example: `  skm ca token alice
+  skm ca token bob --ttl 1h --json`,
+		Args: exactArgs("USER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := protocol.ValidateUserName(args[0]); err != nil {
+				return usageError{err}
+			}
+			admin, done, err := g.openAdmin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			t, err := admin.NewToken(args[0], ttl)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), t)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t.Value)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", ca.DefaultTokenTTL, "how long the token stays valid (1m to 720h)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the token, user and expiry as JSON")
+	return cmd
+}
+
+func newCAListCommand(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List every certificate the CA issued",
+		Example: `  skm ca list
+  skm ca list --json | jq '.[].user'`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			admin, done, err := g.openAdmin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			certs, err := admin.List()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if certs == nil {
+					certs = []ca.IssuedCert{}
+				}
+				return writeJSON(cmd.OutOrStdout(), certs)
+			}
+			return printIssued(cmd.OutOrStdout(), certs)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	return cmd
+}
+
+func printIssued(w io.Writer, certs []ca.IssuedCert) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERIAL\tUSER\tKEY VERSION\tNOT AFTER\tSTATUS")
+	for _, c := range certs {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", c.Serial, c.User, c.KeyVersion,
+			c.NotAfter.UTC().Format(time.RFC3339), c.Status)
+	}
+	return tw.Flush()
+}
+
+func newCACertCommand(g *globals) *cobra.Command {
+	var asPEM, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "cert [--pem | --json]",
+		Short: "Show the CA certificate",
+		Example: `  skm ca cert
+  skm ca cert --pem > ca.pem`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			admin, done, err := g.openAdmin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			return printCert(cmd.OutOrStdout(), admin.Certificate(), asPEM, asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asPEM, "pem", false, "print the certificate as PEM")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the certificate's fields as JSON")
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
