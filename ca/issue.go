@@ -74,13 +74,15 @@ func (a *Authority) Issue(r Request) (*x509.Certificate, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	err = a.st.Update(func(tx *store.Tx) error {
-		if err := a.checkName(tx, id, r); err != nil {
-			return err
-		}
+		// The token comes first, so that a requester without a valid
+		// token learns nothing about which names are taken.
 		if !a.cfg.Open {
 			if err := a.useToken(tx, r.Token, id.User, SerialString(serial)); err != nil {
 				return err
 			}
+		}
+		if err := a.checkName(tx, id, r); err != nil {
+			return err
 		}
 		return recordIssued(tx, id, cert)
 	})

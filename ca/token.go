@@ -94,8 +94,6 @@ func (a *Authority) useToken(tx *store.Tx, token, user, serial string) error {
 	}
 	now := a.cfg.Now()
 	switch {
-	case rec.User != user:
-		return protocol.Errorf(protocol.CodeBadToken, "the enrollment token is for another user, not %q", user)
 	case !rec.UsedAt.IsZero():
 		return protocol.Errorf(protocol.CodeTokenUsed,
 			"the enrollment token was already used at %s: ask the CA operator for a new one",
@@ -104,6 +102,8 @@ func (a *Authority) useToken(tx *store.Tx, token, user, serial string) error {
 		return protocol.Errorf(protocol.CodeTokenExpired,
 			"the enrollment token expired at %s: ask the CA operator for a new one",
 			rec.Expires.Format(time.RFC3339))
+	case rec.User != user:
+		return protocol.Errorf(protocol.CodeBadToken, "the enrollment token is for another user, not %q", user)
 	}
 	rec.UsedAt = now.UTC().Truncate(time.Second)
 	rec.Serial = serial

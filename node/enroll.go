@@ -95,7 +95,7 @@ func createCSR(id *Identity) ([]byte, error) {
 
 func requestCertificate(ctx context.Context, h host.Host, ca peer.AddrInfo, req protocol.EnrollRequest) (cert, caCert *x509.Certificate, err error) {
 	if err := h.Connect(ctx, ca); err != nil {
-		return nil, nil, fmt.Errorf("cannot reach the CA at %s: %w: check the address and that 'skm ca serve' runs there", ca, err)
+		return nil, nil, fmt.Errorf("cannot reach the CA %s at %v: %w\ncheck the address and that 'skm ca serve' runs there", ca.ID, ca.Addrs, err)
 	}
 	s, err := h.NewStream(ctx, ca.ID, protocol.EnrollID)
 	if err != nil {
