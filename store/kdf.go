@@ -10,8 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/sys/unix"
 )
 
 // KDFParams are the argon2id parameters that turn a passphrase into the
@@ -65,6 +67,10 @@ func (p KDFParams) validate() error {
 // derive returns the store key and the passphrase check value.
 func (p KDFParams) derive(passphrase, salt []byte) (key, check []byte) {
 	out := argon2.IDKey(passphrase, salt, p.Time, p.MemoryKiB, p.Threads, 2*keySize)
+	// argon2 leaves its work area (64 MiB by default) to the garbage
+	// collector, which would keep it resident in a long-running daemon.
+	// Return it to the OS now, once per open.
+	debug.FreeOSMemory()
 	mac := hmac.New(sha256.New, out[keySize:])
 	mac.Write([]byte(checkLabel))
 	check = mac.Sum(nil)
@@ -105,11 +111,20 @@ func newKDFFile(dir string, params KDFParams, passphrase []byte) ([]byte, error)
 
 func readKDFFile(dir string, passphrase []byte) ([]byte, error) {
 	path := filepath.Join(dir, kdfFile)
-	f, err := os.Open(path)
+	// O_NONBLOCK keeps a FIFO at path from blocking the open call, and the
+	// check below then rejects it like any other non-regular file.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read key-derivation file: %w", err)
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: the store is damaged", path)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKDFFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)

@@ -54,6 +54,10 @@ type Store struct {
 	dir  string
 	db   *badger.DB
 	lock *os.File
+	// key is the badger encryption key. badger encrypts every new data
+	// key with this slice while the database is open, so Close clears it
+	// only after badger has closed.
+	key []byte
 }
 
 // Options tunes a store. The zero value is the right choice outside tests.
@@ -102,8 +106,10 @@ func Create(dir string, passphrase []byte, opts *Options) (*Store, error) {
 
 // Open opens the existing store in dir. It returns [ErrNoStore] if there is
 // none, [ErrInUse] if another process has it open, and
-// [ErrWrongPassphrase] if passphrase is not the store's passphrase. On any
-// error nothing in dir has been changed.
+// [ErrWrongPassphrase] if passphrase is not the store's passphrase. A
+// passphrase that fails the check in kdf.json is rejected before badger
+// opens anything, so it changes nothing in dir except creating a missing
+// lock file.
 func Open(dir string, passphrase []byte, opts *Options) (*Store, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -142,9 +148,9 @@ func acquireLock(dir string) (*os.File, error) {
 }
 
 func openData(dir string, lock *os.File, key []byte, opts *Options) (*Store, error) {
-	defer clear(key)
 	db, err := badger.Open(badgerOptions(filepath.Join(dir, dataDir), key, opts.Logger))
 	if err != nil {
+		clear(key)
 		lock.Close()
 		if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
 			return nil, fmt.Errorf("%q: %w", dir, ErrWrongPassphrase)
@@ -153,12 +159,16 @@ func openData(dir string, lock *os.File, key []byte, opts *Options) (*Store, err
 	}
 	// badger creates its pid file with mode 0666 less the umask. Nothing in
 	// the store is meant for other users, so tighten whatever it made.
+	// NOTE: files badger creates while the store is open (value logs,
+	// memtables, tables) also get 0666 less the umask until the next Open.
+	// Only the 0700 directories keep other users out of them.
 	if err := restrictModes(dir); err != nil {
 		db.Close()
+		clear(key)
 		lock.Close()
 		return nil, err
 	}
-	return &Store{dir: dir, db: db, lock: lock}, nil
+	return &Store{dir: dir, db: db, lock: lock, key: key}, nil
 }
 
 // badgerOptions sizes badger for a small daemon that writes little: two
@@ -185,8 +195,14 @@ func badgerOptions(path string, key []byte, logger *slog.Logger) badger.Options 
 		WithLogger(newBadgerLogger(logger))
 }
 
+// restrictModes runs while badger is open. badger's background work can
+// delete files during the walk, for example the .mem file of a memtable
+// replayed after a crash, so a file that is gone is skipped.
 func restrictModes(dir string) error {
 	return filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -195,13 +211,19 @@ func restrictModes(dir string) error {
 			mode = 0o700
 		}
 		info, err := d.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
 		if info.Mode().Perm()&^mode == 0 {
 			return nil
 		}
-		return os.Chmod(path, mode)
+		if err := os.Chmod(path, mode); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
 	})
 }
 
@@ -211,6 +233,7 @@ func (s *Store) Dir() string { return s.dir }
 // Close flushes and closes the database and releases the lock.
 func (s *Store) Close() error {
 	err := s.db.Close()
+	clear(s.key)
 	if lerr := s.lock.Close(); err == nil {
 		err = lerr
 	}
