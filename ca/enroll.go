@@ -2,6 +2,7 @@ package ca
 
 import (
 	"errors"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -20,7 +21,7 @@ func (a *Authority) HandleEnroll(s network.Stream) {
 	remote := s.Conn().RemotePeer()
 	log := a.cfg.Log.With("peer", remote.String())
 
-	resp, user := a.enroll(s)
+	resp, user, readAll := a.enroll(s)
 	if resp.Error != nil {
 		log.Info("enrollment rejected", "user", user, "code", resp.Error.Code, "reason", resp.Error.Message)
 	} else {
@@ -31,26 +32,31 @@ func (a *Authority) HandleEnroll(s network.Stream) {
 		s.Reset()
 		return
 	}
-	if resp.Error != nil {
-		// The request may not have been read to its end. Reset so that a
-		// peer still writing sees an error instead of blocking.
+	if !readAll {
+		// The request was not read to its end. Reset so that a peer still
+		// writing gets an error instead of blocking. Over QUIC a reset can
+		// discard the response, so only this case resets. After a whole
+		// request, the deferred Close delivers the response on every
+		// transport.
 		s.CloseWrite()
 		s.Reset()
 	}
 }
 
-// enroll reads and judges one request. It returns the response to send
-// and the user name the request claimed, if it got that far.
-func (a *Authority) enroll(s network.Stream) (protocol.EnrollResponse, string) {
+// enroll reads and judges one request. It returns the response to send,
+// the user name the request claimed, if it got that far, and whether the
+// request was read to its end: a whole frame, or the end of the stream.
+func (a *Authority) enroll(s network.Stream) (resp protocol.EnrollResponse, user string, readAll bool) {
 	frame, err := protocol.ReadFrame(s, protocol.MaxEnrollRequestSize)
 	if err != nil {
-		return rejection(protocol.CodeBadRequest, "read request: "+err.Error()), ""
+		ended := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		return rejection(protocol.CodeBadRequest, "read request: "+err.Error()), "", ended
 	}
 	req, csr, err := protocol.DecodeEnrollRequest(frame)
 	if err != nil {
-		return rejection(protocol.CodeBadRequest, err.Error()), ""
+		return rejection(protocol.CodeBadRequest, err.Error()), "", true
 	}
-	user := csr.Subject.CommonName
+	user = csr.Subject.CommonName
 	cert, err := a.Issue(Request{
 		Peer:       s.Conn().RemotePeer(),
 		CSR:        csr,
@@ -59,13 +65,13 @@ func (a *Authority) enroll(s network.Stream) (protocol.EnrollResponse, string) {
 	})
 	var rejected *protocol.Error
 	if errors.As(err, &rejected) {
-		return protocol.EnrollResponse{Error: rejected}, user
+		return protocol.EnrollResponse{Error: rejected}, user, true
 	}
 	if err != nil {
 		a.cfg.Log.Error("issue certificate", "user", user, "err", err)
-		return rejection(protocol.CodeInternal, "the CA failed to issue the certificate; its log has the cause"), user
+		return rejection(protocol.CodeInternal, "the CA failed to issue the certificate; its log has the cause"), user, true
 	}
-	return protocol.EnrollResponse{Certificate: cert.Raw, CACertificate: a.cert.Raw}, user
+	return protocol.EnrollResponse{Certificate: cert.Raw, CACertificate: a.cert.Raw}, user, true
 }
 
 func rejection(code protocol.Code, message string) protocol.EnrollResponse {

@@ -21,8 +21,9 @@ const (
 	keyVersionURIPrefix = "skm:key-version:"
 )
 
-// MaxKeyVersion bounds key versions so they fit every integer type in use.
-const MaxKeyVersion = 1 << 31
+// MaxKeyVersion bounds key versions so they fit every integer type in use,
+// int32 and a 32-bit int included.
+const MaxKeyVersion = 1<<31 - 1
 
 // userNamePattern is the syntax of user names: lowercase so that "Alice"
 // and "alice" cannot be two users, and free of characters that need
