@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -84,7 +85,7 @@ func (a *Authority) Issue(r Request) (*x509.Certificate, error) {
 		if err := a.checkName(tx, id, r); err != nil {
 			return err
 		}
-		return recordIssued(tx, id, cert)
+		return recordIssued(tx, id, cert, now)
 	})
 	if err != nil {
 		return nil, err
@@ -178,13 +179,14 @@ func loadCurrent(tx *store.Tx, userRaw []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(rec.DER)
 }
 
-func recordIssued(tx *store.Tx, id protocol.Identity, cert *x509.Certificate) error {
+func recordIssued(tx *store.Tx, id protocol.Identity, cert *x509.Certificate, now time.Time) error {
 	serial := SerialString(cert.SerialNumber)
 	rec, err := json.Marshal(issuedRecord{
 		User:       id.User,
 		KeyVersion: id.KeyVersion,
 		PeerID:     id.PeerID.String(),
 		DER:        cert.Raw,
+		Issued:     now.UTC(),
 	})
 	if err != nil {
 		return err

@@ -41,6 +41,8 @@ type IssuedCert struct {
 	NotBefore  time.Time `json:"not_before"`
 	NotAfter   time.Time `json:"not_after"`
 	Status     string    `json:"status"`
+
+	issued time.Time
 }
 
 // issuedRecord is the stored form of an issued certificate.
@@ -49,6 +51,9 @@ type issuedRecord struct {
 	KeyVersion int    `json:"key_version"`
 	PeerID     string `json:"peer_id"`
 	DER        []byte `json:"der"`
+	// Issued is when the CA signed the certificate, to the nanosecond,
+	// which orders [Authority.List].
+	Issued time.Time `json:"issued"`
 }
 
 // userRecord points at a user's newest certificate.
@@ -79,6 +84,7 @@ func (a *Authority) List() ([]IssuedCert, error) {
 				NotBefore:  cert.NotBefore,
 				NotAfter:   cert.NotAfter,
 				Status:     Status(cert, now),
+				issued:     rec.Issued,
 			})
 			return nil
 		})
@@ -89,7 +95,7 @@ func (a *Authority) List() ([]IssuedCert, error) {
 
 func sortIssued(certs []IssuedCert) {
 	slices.SortFunc(certs, func(x, y IssuedCert) int {
-		if c := x.NotBefore.Compare(y.NotBefore); c != 0 {
+		if c := x.issued.Compare(y.issued); c != 0 {
 			return c
 		}
 		return strings.Compare(x.Serial, y.Serial)

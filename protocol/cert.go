@@ -83,8 +83,11 @@ func ParseIdentity(commonName string, uris []*url.URL) (Identity, error) {
 			if haveVersion {
 				return id, errors.New("more than one skm:key-version URI")
 			}
-			v, err := strconv.Atoi(strings.TrimPrefix(s, keyVersionURIPrefix))
-			if err != nil || v < 1 || v > MaxKeyVersion {
+			digits := strings.TrimPrefix(s, keyVersionURIPrefix)
+			v, err := strconv.Atoi(digits)
+			// Only the canonical form is accepted, so "01" and "+1" cannot
+			// stand for version 1.
+			if err != nil || strconv.Itoa(v) != digits || v < 1 || v > MaxKeyVersion {
 				return id, fmt.Errorf("invalid key version in %q: want an integer from 1 to %d", s, MaxKeyVersion)
 			}
 			id.KeyVersion, haveVersion = v, true
