@@ -63,6 +63,7 @@ const (
 	CodeTokenExpired Code = "token-expired"
 	CodeTokenUsed    Code = "token-used"
 	CodeNameTaken    Code = "name-taken"
+	CodeKeyRevoked   Code = "key-revoked"
 	CodeInternal     Code = "internal"
 )
 
