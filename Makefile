@@ -5,7 +5,7 @@ BIN     ?= bin/skm
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/skm-p2p/skm/node.Version=$(VERSION)
 
-.PHONY: all build test vet unit fuzz clean
+.PHONY: all build test vet fuzz demo clean
 
 all: build
 
@@ -15,6 +15,10 @@ build:
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+
+# A CA and two nodes on 127.0.0.1 in temporary homes, chatting.
+demo: build
+	SKM=$(BIN) bash scripts/demo.sh
 
 # The end-to-end tests in cmd/skm build the binary themselves and run
 # real skm processes on loopback; they need openssl on PATH.

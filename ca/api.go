@@ -18,6 +18,8 @@ type Admin interface {
 	Certificate() *x509.Certificate
 	NewToken(user string, ttl time.Duration) (Token, error)
 	List() ([]IssuedCert, error)
+	Revoke(target string, reason int) (*x509.RevocationList, error)
+	CRL() (*x509.RevocationList, error)
 }
 
 var (
@@ -32,6 +34,11 @@ type tokenRequest struct {
 
 type certificateResponse struct {
 	PEM string `json:"pem"`
+}
+
+type revokeRequest struct {
+	Target string `json:"target"`
+	Reason int    `json:"reason"`
 }
 
 // NewAPIHandler returns the HTTP handler of the CA's local API.
@@ -54,6 +61,27 @@ func NewAPIHandler(a *Authority) http.Handler {
 		}
 		localapi.WriteJSON(w, http.StatusOK, t)
 	})
+	mux.HandleFunc("POST /v1/revoke", func(w http.ResponseWriter, r *http.Request) {
+		var req revokeRequest
+		if err := localapi.ReadJSON(r, &req); err != nil {
+			localapi.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		crl, err := a.Revoke(req.Target, req.Reason)
+		if err != nil {
+			localapi.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeCRL(w, crl)
+	})
+	mux.HandleFunc("GET /v1/crl", func(w http.ResponseWriter, _ *http.Request) {
+		crl, err := a.CRL()
+		if err != nil {
+			localapi.WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		writeCRL(w, crl)
+	})
 	mux.HandleFunc("GET /v1/issued", func(w http.ResponseWriter, _ *http.Request) {
 		certs, err := a.List()
 		if err != nil {
@@ -63,6 +91,11 @@ func NewAPIHandler(a *Authority) http.Handler {
 		localapi.WriteJSON(w, http.StatusOK, certs)
 	})
 	return mux
+}
+
+func writeCRL(w http.ResponseWriter, crl *x509.RevocationList) {
+	block := &pem.Block{Type: "X509 CRL", Bytes: crl.Raw}
+	localapi.WriteJSON(w, http.StatusOK, certificateResponse{PEM: string(pem.EncodeToMemory(block))})
 }
 
 // Client calls the local API of a running CA.
@@ -116,4 +149,30 @@ func (c *Client) List() ([]IssuedCert, error) {
 	var certs []IssuedCert
 	err := c.call(http.MethodGet, "/v1/issued", nil, &certs)
 	return certs, err
+}
+
+// Revoke asks the CA to revoke a certificate.
+func (c *Client) Revoke(target string, reason int) (*x509.RevocationList, error) {
+	var resp certificateResponse
+	if err := c.call(http.MethodPost, "/v1/revoke", revokeRequest{Target: target, Reason: reason}, &resp); err != nil {
+		return nil, err
+	}
+	return parseCRLPEM(resp.PEM)
+}
+
+// CRL returns the CA's newest CRL.
+func (c *Client) CRL() (*x509.RevocationList, error) {
+	var resp certificateResponse
+	if err := c.call(http.MethodGet, "/v1/crl", nil, &resp); err != nil {
+		return nil, err
+	}
+	return parseCRLPEM(resp.PEM)
+}
+
+func parseCRLPEM(s string) (*x509.RevocationList, error) {
+	block, _ := pem.Decode([]byte(s))
+	if block == nil || block.Type != "X509 CRL" {
+		return nil, errors.New("local API returned no CRL")
+	}
+	return x509.ParseRevocationList(block.Bytes)
 }

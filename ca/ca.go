@@ -53,10 +53,15 @@ type Config struct {
 	// Open accepts enrollment without a token, first come first served
 	// by user name.
 	Open bool
+	// CRLValidity is the time from a CRL's thisUpdate to its nextUpdate.
+	CRLValidity time.Duration
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 	// Log receives one line per enrollment, accepted or rejected.
 	Log *slog.Logger
+	// OnCRL, if set, is called with each CRL the CA signs, after it is
+	// stored, so that the caller can publish it.
+	OnCRL func(*x509.RevocationList)
 }
 
 // Authority is an open CA. Its methods are safe for concurrent use.
@@ -67,9 +72,11 @@ type Authority struct {
 	cert    *x509.Certificate
 	cfg     Config
 
-	// mu serializes issuance, so the checks on a user name and the
-	// record that claims it see the same state.
+	// mu serializes issuance and revocation, so the checks on a user
+	// name and the record that claims it see the same state.
 	mu sync.Mutex
+	// hookMu guards cfg.OnCRL.
+	hookMu sync.Mutex
 }
 
 // Init creates a CA named name in st: an Ed25519 CA key, a libp2p
@@ -172,6 +179,9 @@ func (c Config) withDefaults() Config {
 	if c.Validity <= 0 {
 		c.Validity = DefaultValidity
 	}
+	if c.CRLValidity <= 0 {
+		c.CRLValidity = DefaultCRLValidity
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -235,6 +245,14 @@ func randomSerial() (*big.Int, error) {
 // SerialString formats a serial number as openssl does: uppercase hex.
 func SerialString(n *big.Int) string {
 	return strings.ToUpper(n.Text(16))
+}
+
+// SetOnCRL sets the function called with each CRL the CA signs, as
+// [Config.OnCRL] does. Call it before the CA serves requests.
+func (a *Authority) SetOnCRL(fn func(*x509.RevocationList)) {
+	a.hookMu.Lock()
+	a.cfg.OnCRL = fn
+	a.hookMu.Unlock()
 }
 
 // Certificate returns the CA certificate.

@@ -82,6 +82,12 @@ func (a *Authority) Issue(r Request) (*x509.Certificate, error) {
 				return err
 			}
 		}
+		if serial, err := tx.Get(store.RevokedKeys, keyHash(r.CSR.RawSubjectPublicKeyInfo)); err == nil {
+			return protocol.Errorf(protocol.CodeKeyRevoked,
+				"this key's certificate %s was revoked, and a revoked key is never certified again: generate a new key", serial)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 		if err := a.checkName(tx, id, r); err != nil {
 			return err
 		}

@@ -29,6 +29,26 @@ const (
 	Tokens Table = "token"
 	// Peers maps a libp2p peer ID to the user a CA certified it for.
 	Peers Table = "peer"
+	// Addrs maps a user name to the multiaddrs the user's node last
+	// announced to the CA.
+	Addrs Table = "addrs"
+	// Contacts maps a user name to what a node knows of that user: peer
+	// ID, certificate and addresses.
+	Contacts Table = "contact"
+	// Messages contains a node's sent and received messages, keyed by
+	// the other user's name and a local sequence number.
+	Messages Table = "msg"
+	// MessageIDs maps a message ID to its key in Messages.
+	MessageIDs Table = "msgid"
+	// Revoked maps the serial of a revoked certificate to its reason and
+	// time, on a CA.
+	Revoked Table = "revoked"
+	// RevokedKeys contains the SHA-256 of every public key a CA revoked a
+	// certificate for; the CA never certifies such a key again.
+	RevokedKeys Table = "revokedkey"
+	// Outbox lists the messages not yet acknowledged by their recipient,
+	// keyed like Messages, in the order they must be delivered.
+	Outbox Table = "outbox"
 )
 
 // MaxValueSize bounds one record. Records are keys, certificates and small

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 
@@ -45,6 +49,8 @@ store themselves.`,
 		newCATokenCommand(g),
 		newCAListCommand(g),
 		newCACertCommand(g),
+		newCARevokeCommand(g),
+		newCACRLCommand(g),
 	)
 	return cmd
 }
@@ -168,13 +174,19 @@ func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, cfg ca.Co
 	}
 	defer h.Close()
 	h.SetStreamHandler(protocol.EnrollID, a.HandleEnroll)
+	h.SetStreamHandler(protocol.DirectoryID, a.HandleDirectory)
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rev, err := startCARevocations(ctx, h, a, log)
+	if err != nil {
+		return err
+	}
+	defer rev.Close()
 
 	ln, err := localapi.Listen(filepath.Join(home, localapi.SocketName))
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	apiDone := make(chan error, 1)
 	go func() { apiDone <- localapi.Serve(ctx, ln, ca.NewAPIHandler(a), log) }()
 
@@ -197,6 +209,44 @@ func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, cfg ca.Co
 	stop()
 	<-apiDone
 	return nil
+}
+
+// startCARevocations joins the CA's revocation topic, publishes each CRL
+// the CA signs, and re-signs the CRL before its nextUpdate even when
+// nothing new was revoked.
+func startCARevocations(ctx context.Context, h host.Host, a *ca.Authority, log *slog.Logger) (*node.Revocations, error) {
+	crl, err := a.CRL()
+	if err != nil {
+		return nil, err
+	}
+	applied := func(crl *x509.RevocationList, source string) {
+		log.Debug("CRL current", "crl_number", crl.Number.String(), "source", source)
+	}
+	rev, err := node.JoinRevocations(ctx, h, a.Certificate(), crl, applied, log)
+	if err != nil {
+		return nil, err
+	}
+	a.SetOnCRL(func(crl *x509.RevocationList) {
+		if err := rev.Publish(ctx, crl); err != nil && ctx.Err() == nil {
+			log.Error("publish CRL", "crl_number", crl.Number.String(), "err", err)
+		}
+	})
+	go func() {
+		// Checking often is cheap: CRL signs only past half the validity.
+		tick := time.NewTicker(time.Minute)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if _, err := a.CRL(); err != nil {
+					log.Error("re-sign CRL", "err", err)
+				}
+			}
+		}
+	}()
+	return rev, nil
 }
 
 // openAdmin returns the running CA's API client, or the CA opened from
@@ -300,8 +350,12 @@ func printIssued(w io.Writer, certs []ca.IssuedCert) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERIAL\tUSER\tKEY VERSION\tNOT AFTER\tSTATUS")
 	for _, c := range certs {
+		status := c.Status
+		if c.Reason != "" {
+			status += " (" + c.Reason + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", c.Serial, c.User, c.KeyVersion,
-			c.NotAfter.UTC().Format(time.RFC3339), c.Status)
+			c.NotAfter.UTC().Format(time.RFC3339), status)
 	}
 	return tw.Flush()
 }
@@ -325,6 +379,83 @@ func newCACertCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asPEM, "pem", false, "print the certificate as PEM")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the certificate's fields as JSON")
+	return cmd
+}
+
+func newCARevokeCommand(g *globals) *cobra.Command {
+	var reasonName string
+	cmd := &cobra.Command{
+		Use:   "revoke USER|SERIAL --reason REASON",
+		Short: "Revoke a user's current certificate, or one certificate by serial",
+		Long: `Revoke a certificate and sign a new CRL that lists it. A running CA
+publishes the CRL to every node at once. REASON is an RFC 5280 reason
+name: unspecified, keyCompromise, cACompromise, affiliationChanged,
+superseded, cessationOfOperation, privilegeWithdrawn or aACompromise.
+Revocation is permanent, and the revoked key is never certified again.`,
+		Example: `  skm ca revoke bob --reason keyCompromise
+  skm ca revoke 9810A9DD1DE3AE9AAFAC67FF073AFBF1 --reason superseded`,
+		Args: exactArgs("USER|SERIAL"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if reasonName == "" {
+				return usagef("missing --reason: give an RFC 5280 reason such as keyCompromise")
+			}
+			reason, err := ca.ParseReason(reasonName)
+			if err != nil {
+				return usageError{err}
+			}
+			admin, done, err := g.openAdmin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			crl, err := admin.Revoke(args[0], reason)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s (%s); CRL number %s\n", args[0], ca.ReasonName(reason), crl.Number)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reasonName, "reason", "", "RFC 5280 revocation reason, such as keyCompromise or superseded")
+	return cmd
+}
+
+func newCACRLCommand(g *globals) *cobra.Command {
+	var asPEM bool
+	cmd := &cobra.Command{
+		Use:   "crl [--pem]",
+		Short: "Print the CA's current CRL",
+		Long: `Print the current certificate revocation list: its number, update times
+and entries, or with --pem the signed CRL itself, for openssl crl.`,
+		Example: `  skm ca crl
+  skm ca crl --pem > ca.crl && openssl crl -in ca.crl -CAfile ca.pem -verify -noout`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			admin, done, err := g.openAdmin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			crl, err := admin.CRL()
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asPEM {
+				return pem.Encode(w, &pem.Block{Type: "X509 CRL", Bytes: crl.Raw})
+			}
+			fmt.Fprintf(w, "CRL number:  %s\n", crl.Number)
+			fmt.Fprintf(w, "this update: %s\n", crl.ThisUpdate.UTC().Format(time.RFC3339))
+			fmt.Fprintf(w, "next update: %s\n", crl.NextUpdate.UTC().Format(time.RFC3339))
+			fmt.Fprintf(w, "revoked:     %d\n", len(crl.RevokedCertificateEntries))
+			for _, e := range crl.RevokedCertificateEntries {
+				fmt.Fprintf(w, "  %s  %s  %s\n", ca.SerialString(e.SerialNumber),
+					e.RevocationTime.UTC().Format(time.RFC3339), ca.ReasonName(e.ReasonCode))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asPEM, "pem", false, "print the signed CRL as PEM")
 	return cmd
 }
 

@@ -53,6 +53,9 @@ func run(args []string) int {
 	if err == nil {
 		return exitOK
 	}
+	if errors.Is(err, errNotValid) {
+		return exitError
+	}
 	fmt.Fprintf(os.Stderr, "skm: %v\n", err)
 	var usage usageError
 	if errors.As(err, &usage) || strings.HasPrefix(err.Error(), "unknown command") {
@@ -89,6 +92,13 @@ SKM_PASSPHRASE environment variable, else a prompt on the terminal.`,
 		newInitCommand(g),
 		newEnrollCommand(g),
 		newCertCommand(g),
+		newDaemonCommand(g),
+		newSendCommand(g),
+		newChatCommand(g),
+		newHistoryCommand(g),
+		newPeersCommand(g),
+		newWhoAmICommand(g),
+		newStatusCommand(g),
 		newCACommand(g),
 		newVersionCommand(),
 	)

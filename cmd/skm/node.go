@@ -177,23 +177,16 @@ func newCertCommand(g *globals) *cobra.Command {
   skm cert --pem > alice.pem`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			home, err := g.nodeHome()
+			svc, done, err := g.openService(cmd.Context(), nil)
 			if err != nil {
 				return err
 			}
-			st, err := g.openStore(home, "skm init")
+			defer done()
+			cert, err := svc.Certificate()
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			id, err := node.LoadIdentity(st)
-			if err != nil {
-				return err
-			}
-			if id.Cert == nil {
-				return node.ErrNotEnrolled
-			}
-			return printCert(cmd.OutOrStdout(), id.Cert, asPEM, asJSON)
+			return printCert(cmd.OutOrStdout(), cert, asPEM, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asPEM, "pem", false, "print the certificate as PEM")

@@ -215,6 +215,28 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) err
 	return nil
 }
 
+// Stream sends a GET request and returns the response body for the
+// caller to read as it arrives, as for a stream of events. The caller
+// closes the body.
+func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://skm"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if isDialError(err) {
+			return nil, fmt.Errorf("%s: %w", c.path, ErrNotRunning)
+		}
+		return nil, fmt.Errorf("local API GET %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("local API GET %s: %s", path, resp.Status)
+	}
+	return resp.Body, nil
+}
+
 func isDialError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
