@@ -135,27 +135,33 @@ func (a *Authority) revoke(target string, reason int) (*x509.RevocationList, err
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Get(store.Revoked, serial); err == nil {
-			return fmt.Errorf("%s: %w", serial, ErrAlreadyRevoked)
-		}
-		cert, err := loadIssued(tx, serial)
-		if err != nil {
-			return err
-		}
-		rec, err := json.Marshal(revokedRecord{Reason: reason, Time: a.cfg.Now().UTC().Truncate(time.Second)})
-		if err != nil {
-			return err
-		}
-		if err := tx.Put(store.Revoked, serial, rec); err != nil {
-			return err
-		}
-		if err := tx.Put(store.RevokedKeys, keyHash(cert.RawSubjectPublicKeyInfo), []byte(serial)); err != nil {
+		if err := a.recordRevocation(tx, serial, reason); err != nil {
 			return err
 		}
 		crl, err = a.signCRL(tx)
 		return err
 	})
 	return crl, err
+}
+
+// recordRevocation marks serial revoked and its key as never to be
+// certified again. The caller signs the new CRL.
+func (a *Authority) recordRevocation(tx *store.Tx, serial string, reason int) error {
+	if _, err := tx.Get(store.Revoked, serial); err == nil {
+		return fmt.Errorf("%s: %w", serial, ErrAlreadyRevoked)
+	}
+	cert, err := loadIssued(tx, serial)
+	if err != nil {
+		return err
+	}
+	rec, err := json.Marshal(revokedRecord{Reason: reason, Time: a.cfg.Now().UTC().Truncate(time.Second)})
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(store.Revoked, serial, rec); err != nil {
+		return err
+	}
+	return tx.Put(store.RevokedKeys, keyHash(cert.RawSubjectPublicKeyInfo), []byte(serial))
 }
 
 // resolveTarget returns the serial a revocation target names.

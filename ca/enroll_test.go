@@ -544,10 +544,12 @@ func TestEnrollContinuity(t *testing.T) {
 		{"continuity of wrong length", v2, csr2, sign(v1.key, csr2)[:32], protocol.CodeNameTaken},
 		{"version 3 skips version 2", v3, csr3, sign(v1.key, csr3), protocol.CodeBadCSR},
 		{"valid continuity to version 2", v2, csr2, sign(v1.key, csr2), ""},
-		{"retired version 1 key", v1, csr1, nil, protocol.CodeNameTaken},
+		// A successor supersedes, and so revokes, the certificate before
+		// it: the retired key can never be certified again.
+		{"retired version 1 key", v1, csr1, nil, protocol.CodeKeyRevoked},
 		{"retired key vouches again", v3, csr3, sign(v1.key, csr3), protocol.CodeNameTaken},
 		{"new peer with continuity", moved, csrMoved, sign(v2.key, csrMoved), ""},
-		{"retired version 2 key", v2, csr2, nil, protocol.CodeNameTaken},
+		{"retired version 2 key", v2, csr2, nil, protocol.CodeKeyRevoked},
 	}
 	for _, step := range steps {
 		t.Run(step.name, func(t *testing.T) {

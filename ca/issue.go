@@ -72,31 +72,55 @@ func (a *Authority) Issue(r Request) (*x509.Certificate, error) {
 		return nil, err
 	}
 
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	err = a.st.Update(func(tx *store.Tx) error {
-		// The token comes first, so that a requester without a valid
-		// token learns nothing about which names are taken.
-		if !a.cfg.Open {
-			if err := a.useToken(tx, r.Token, id.User, SerialString(serial)); err != nil {
-				return err
-			}
-		}
+	var crl *x509.RevocationList
+	err = a.update(func(tx *store.Tx) error {
 		if serial, err := tx.Get(store.RevokedKeys, keyHash(r.CSR.RawSubjectPublicKeyInfo)); err == nil {
 			return protocol.Errorf(protocol.CodeKeyRevoked,
 				"this key's certificate %s was revoked, and a revoked key is never certified again: generate a new key", serial)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if err := a.checkName(tx, id, r); err != nil {
+		// Without a continuity signature the token comes first, so that a
+		// requester without a valid token learns nothing about which names
+		// are taken.
+		if len(r.Continuity) == 0 && !a.cfg.Open {
+			if err := a.useToken(tx, r.Token, id.User, SerialString(serial)); err != nil {
+				return err
+			}
+		}
+		g, err := a.checkName(tx, id, r)
+		if err != nil {
 			return err
 		}
-		return recordIssued(tx, id, cert, now)
+		if err := recordIssued(tx, id, cert, now); err != nil {
+			return err
+		}
+		if g.kind != grantSuccessor {
+			return nil
+		}
+		// The successor supersedes the current certificate at once.
+		if err := a.recordRevocation(tx, g.current, ReasonSuperseded); err != nil {
+			return err
+		}
+		crl, err = a.signCRL(tx)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	if crl != nil {
+		a.cfg.Log.Info("certificate superseded", "user", id.User, "key_version", id.KeyVersion-1,
+			"crl_number", crl.Number.String())
+		a.published(crl)
+	}
 	return cert, nil
+}
+
+// update runs fn in a store transaction while holding a.mu.
+func (a *Authority) update(fn func(tx *store.Tx) error) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.st.Update(fn)
 }
 
 // checkCSR verifies the CSR's proof of possession and profile, and that
@@ -123,50 +147,87 @@ func checkCSR(csr *x509.CertificateRequest, sender peer.ID) (protocol.Identity, 
 	return id, nil
 }
 
+// grantKind is the case of the name policy that admits a request.
+type grantKind int
+
+const (
+	grantNew       grantKind = iota // a free name, key version 1
+	grantReissue                    // the current key, version and peer again
+	grantSuccessor                  // the next version, vouched for by the current key
+	grantRecovery                   // the next version after the current certificate was revoked
+)
+
+// grant is checkName's verdict: the case, and the serial of the name's
+// current certificate if it has one.
+type grant struct {
+	kind    grantKind
+	current string
+}
+
 // checkName enforces who may hold a user name. A free name goes to key
 // version 1 of any peer not already certified for another name. A taken
-// name gets a new certificate only for the same key and version, or for
-// the next version with a continuity signature by the current key.
-func (a *Authority) checkName(tx *store.Tx, id protocol.Identity, r Request) error {
+// name gets a new certificate for the same key, version and peer; for
+// the next version with a continuity signature by the current key, which
+// needs no token; or, once the current certificate is revoked, for the
+// next version with a token.
+func (a *Authority) checkName(tx *store.Tx, id protocol.Identity, r Request) (grant, error) {
 	if owner, err := tx.Get(store.Peers, id.PeerID.String()); err == nil && string(owner) != id.User {
-		return protocol.Errorf(protocol.CodePeerMismatch,
+		return grant{}, protocol.Errorf(protocol.CodePeerMismatch,
 			"peer %s is already certified for user %q", id.PeerID, owner)
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
+		return grant{}, err
 	}
 	raw, err := tx.Get(store.Users, id.User)
 	if errors.Is(err, store.ErrNotFound) {
+		if len(r.Continuity) > 0 {
+			return grant{}, protocol.Errorf(protocol.CodeBadCSR,
+				"a continuity signature was given, but user %q has no certificate: enroll with a token", id.User)
+		}
 		if id.KeyVersion != 1 {
-			return protocol.Errorf(protocol.CodeBadCSR,
+			return grant{}, protocol.Errorf(protocol.CodeBadCSR,
 				"user %q has no certificate yet, so the first key version must be 1, not %d", id.User, id.KeyVersion)
 		}
-		return nil
+		return grant{kind: grantNew}, nil
 	}
 	if err != nil {
-		return err
+		return grant{}, err
 	}
 	current, err := loadCurrent(tx, raw)
 	if err != nil {
-		return err
+		return grant{}, err
 	}
-	currentKey := current.PublicKey.(ed25519.PublicKey)
-	newKey := r.CSR.PublicKey.(ed25519.PublicKey)
+	serial := SerialString(current.SerialNumber)
+	revoked, err := revocation(tx, serial)
+	if err != nil {
+		return grant{}, err
+	}
 	curID, err := protocol.CertIdentity(current)
 	if err != nil {
-		return err
+		return grant{}, err
 	}
-	if bytes.Equal(currentKey, newKey) && curID.KeyVersion == id.KeyVersion && curID.PeerID == id.PeerID {
-		return nil
+	next := id.KeyVersion == curID.KeyVersion+1
+	currentKey := current.PublicKey.(ed25519.PublicKey)
+	switch {
+	case len(r.Continuity) > 0 && revoked != nil:
+		return grant{}, protocol.Errorf(protocol.CodeKeyRevoked,
+			"the current certificate of %q is revoked, so its key cannot vouch for a successor: ask the CA operator for a token", id.User)
+	case len(r.Continuity) > 0:
+		if !ed25519.Verify(currentKey, ContinuityMessage(r.CSR.Raw), r.Continuity) {
+			return grant{}, protocol.Errorf(protocol.CodeNameTaken,
+				"the continuity signature does not verify with the current key of %q", id.User)
+		}
+		if !next {
+			return grant{}, protocol.Errorf(protocol.CodeBadCSR,
+				"key version %d does not follow the current version %d", id.KeyVersion, curID.KeyVersion)
+		}
+		return grant{kind: grantSuccessor, current: serial}, nil
+	case bytes.Equal(currentKey, r.CSR.PublicKey.(ed25519.PublicKey)) && curID.KeyVersion == id.KeyVersion && curID.PeerID == id.PeerID:
+		return grant{kind: grantReissue, current: serial}, nil
+	case revoked != nil && next:
+		return grant{kind: grantRecovery, current: serial}, nil
 	}
-	if len(r.Continuity) == 0 || !ed25519.Verify(currentKey, ContinuityMessage(r.CSR.Raw), r.Continuity) {
-		return protocol.Errorf(protocol.CodeNameTaken,
-			"user name %q is taken: choose another name, or sign the request with the user's current key", id.User)
-	}
-	if id.KeyVersion != curID.KeyVersion+1 {
-		return protocol.Errorf(protocol.CodeBadCSR,
-			"key version %d does not follow the current version %d", id.KeyVersion, curID.KeyVersion)
-	}
-	return nil
+	return grant{}, protocol.Errorf(protocol.CodeNameTaken,
+		"user name %q is taken: choose another name, or sign the request with the user's current key", id.User)
 }
 
 func loadCurrent(tx *store.Tx, userRaw []byte) (*x509.Certificate, error) {

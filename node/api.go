@@ -30,6 +30,8 @@ type Service interface {
 	Events(ctx context.Context) (<-chan Event, error)
 	Certificate() (*x509.Certificate, error)
 	Status(user string, der []byte) (*StatusReport, error)
+	RotateKey(ctx context.Context) (*WhoAmI, error)
+	RevokeSelf(ctx context.Context, reason int) (string, error)
 }
 
 var (
@@ -63,14 +65,15 @@ type PeerInfo struct {
 
 // WhoAmI returns the node's identity and listen addresses.
 func (n *Node) WhoAmI() (*WhoAmI, error) {
+	id := n.Identity()
 	w := &WhoAmI{
-		User:          n.id.User,
-		PeerID:        n.id.PeerID.String(),
-		KeyVersion:    n.id.KeyVersion,
-		Serial:        ca.SerialString(n.id.Cert.SerialNumber),
-		NotAfter:      n.id.Cert.NotAfter.UTC(),
-		CA:            n.id.CACert.Subject.CommonName,
-		CAFingerprint: protocol.Fingerprint(n.id.CACert),
+		User:          id.User,
+		PeerID:        id.PeerID.String(),
+		KeyVersion:    id.KeyVersion,
+		Serial:        ca.SerialString(id.Cert.SerialNumber),
+		NotAfter:      id.Cert.NotAfter.UTC(),
+		CA:            id.CACert.Subject.CommonName,
+		CAFingerprint: protocol.Fingerprint(id.CACert),
 		Addrs:         []string{},
 	}
 	if len(n.cfg.Listen) > 0 {
@@ -108,8 +111,23 @@ func (n *Node) Peers() ([]PeerInfo, error) {
 	return out, nil
 }
 
+// RotateKey rotates to a new key version, as [Node.Rotate] does, and
+// returns the new identity.
+func (n *Node) RotateKey(ctx context.Context) (*WhoAmI, error) {
+	if _, err := n.Rotate(ctx); err != nil {
+		return nil, err
+	}
+	return n.WhoAmI()
+}
+
+// RevokeSelf revokes the node's current certificate, as
+// [Node.SelfRevoke] does.
+func (n *Node) RevokeSelf(ctx context.Context, reason int) (string, error) {
+	return n.SelfRevoke(ctx, reason)
+}
+
 // Certificate returns the node's current certificate.
-func (n *Node) Certificate() (*x509.Certificate, error) { return n.id.Cert, nil }
+func (n *Node) Certificate() (*x509.Certificate, error) { return n.Identity().Cert, nil }
 
 // Events returns the node's events until ctx ends.
 func (n *Node) Events(ctx context.Context) (<-chan Event, error) {
@@ -141,6 +159,14 @@ type certificateResponse struct {
 type statusRequest struct {
 	User        string `json:"user,omitempty"`
 	Certificate []byte `json:"certificate,omitempty"`
+}
+
+type revokeRequest struct {
+	Reason int `json:"reason"`
+}
+
+type revokeResponse struct {
+	CRLNumber string `json:"crl_number"`
 }
 
 type sendRequest struct {
@@ -186,7 +212,7 @@ func NewAPIHandler(n *Node) http.Handler {
 		reply(w, peers, err)
 	})
 	mux.HandleFunc("GET /v1/certificate", func(w http.ResponseWriter, _ *http.Request) {
-		block := &pem.Block{Type: "CERTIFICATE", Bytes: n.id.Cert.Raw}
+		block := &pem.Block{Type: "CERTIFICATE", Bytes: n.Identity().Cert.Raw}
 		localapi.WriteJSON(w, http.StatusOK, certificateResponse{PEM: string(pem.EncodeToMemory(block))})
 	})
 	mux.HandleFunc("POST /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -201,6 +227,19 @@ func NewAPIHandler(n *Node) http.Handler {
 			return
 		}
 		localapi.WriteJSON(w, http.StatusOK, rep)
+	})
+	mux.HandleFunc("POST /v1/rotate", func(w http.ResponseWriter, r *http.Request) {
+		who, err := n.RotateKey(r.Context())
+		reply(w, who, err)
+	})
+	mux.HandleFunc("POST /v1/revoke", func(w http.ResponseWriter, r *http.Request) {
+		var req revokeRequest
+		if err := localapi.ReadJSON(r, &req); err != nil {
+			localapi.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		number, err := n.RevokeSelf(r.Context(), req.Reason)
+		reply(w, revokeResponse{CRLNumber: number}, err)
 	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
 		events, _ := n.Events(r.Context())
@@ -303,6 +342,23 @@ func (c *Client) Status(user string, der []byte) (*StatusReport, error) {
 	defer cancel()
 	var rep StatusReport
 	return &rep, c.call(ctx, http.MethodPost, "/v1/status", statusRequest{User: user, Certificate: der}, &rep)
+}
+
+// RotateKey asks the daemon to rotate to a new key version.
+func (c *Client) RotateKey(ctx context.Context) (*WhoAmI, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultEnrollTimeout+callTimeout)
+	defer cancel()
+	var w WhoAmI
+	return &w, c.call(ctx, http.MethodPost, "/v1/rotate", struct{}{}, &w)
+}
+
+// RevokeSelf asks the daemon to have its certificate revoked.
+func (c *Client) RevokeSelf(ctx context.Context, reason int) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultEnrollTimeout+callTimeout)
+	defer cancel()
+	var resp revokeResponse
+	err := c.call(ctx, http.MethodPost, "/v1/revoke", revokeRequest{Reason: reason}, &resp)
+	return resp.CRLNumber, err
 }
 
 // Certificate returns the daemon's current certificate.

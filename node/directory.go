@@ -23,8 +23,10 @@ const (
 )
 
 // caPeer returns the CA's address as stored at enrollment.
-func (n *Node) caPeer() (*peer.AddrInfo, error) {
-	raw, err := n.st.Get(store.Meta, metaCAAddr)
+func (n *Node) caPeer() (*peer.AddrInfo, error) { return caPeerFromStore(n.st) }
+
+func caPeerFromStore(st *store.Store) (*peer.AddrInfo, error) {
+	raw, err := st.Get(store.Meta, metaCAAddr)
 	if err != nil {
 		return nil, fmt.Errorf("no CA address in the store: %w", err)
 	}

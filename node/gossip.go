@@ -37,6 +37,7 @@ type Revocations struct {
 	h      host.Host
 	caCert *x509.Certificate
 	log    *slog.Logger
+	ps     *pubsub.PubSub
 	topic  *pubsub.Topic
 	sub    *pubsub.Subscription
 	cancel context.CancelFunc
@@ -60,7 +61,7 @@ func JoinRevocations(ctx context.Context, h host.Host, caCert *x509.Certificate,
 	if err != nil {
 		return nil, fmt.Errorf("start GossipSub: %w", err)
 	}
-	r := &Revocations{h: h, caCert: caCert, log: log, apply: apply, current: current, done: make(chan struct{})}
+	r := &Revocations{h: h, caCert: caCert, log: log, ps: ps, apply: apply, current: current, done: make(chan struct{})}
 	name := RevocationTopic(caCert)
 	if err := ps.RegisterTopicValidator(name, r.validate); err != nil {
 		return nil, err
@@ -164,6 +165,10 @@ func (r *Revocations) Offer(der []byte, source string) (bool, error) {
 func (r *Revocations) Publish(ctx context.Context, crl *x509.RevocationList) error {
 	return r.topic.Publish(ctx, crl.Raw)
 }
+
+// PubSub returns the GossipSub router that carries the topic, so that
+// other topics can share its connections.
+func (r *Revocations) PubSub() *pubsub.PubSub { return r.ps }
 
 // Peers returns the peers known to be subscribed to the topic.
 func (r *Revocations) Peers() []peer.ID { return r.topic.ListPeers() }

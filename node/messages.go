@@ -103,10 +103,11 @@ func queueMessage(st *store.Store, m *Message) error {
 	})
 }
 
-// markDelivered records the acknowledgement of an outgoing message and
-// removes it from the outbox. It reports false for an ID that is not in
-// the outbox, such as a duplicate acknowledgement.
-func markDelivered(st *store.Store, id string, at time.Time) (bool, error) {
+// markDelivered records user's acknowledgement of an outgoing message
+// and removes it from the outbox. It reports false for an ID that is not
+// in the outbox, such as a duplicate acknowledgement, and for a message
+// to another user.
+func markDelivered(st *store.Store, user, id string, at time.Time) (bool, error) {
 	var changed bool
 	err := st.Update(func(tx *store.Tx) error {
 		changed = false
@@ -124,6 +125,9 @@ func markDelivered(st *store.Store, id string, at time.Time) (bool, error) {
 		m, err := getMessage(tx, key)
 		if err != nil {
 			return err
+		}
+		if m.To != user {
+			return nil
 		}
 		m.State, m.Delivered = StateDelivered, at.UTC()
 		raw, err := json.Marshal(m)

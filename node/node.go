@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -34,6 +35,9 @@ type Config struct {
 	// Deliver starts delivery of every queued message at start. Without
 	// it, delivery runs only for users that Send is called for.
 	Deliver bool
+	// Renew rotates the key when two thirds of the certificate's
+	// lifetime have passed, as a long-running daemon should.
+	Renew bool
 	// Log receives the node's log lines. Nil discards them.
 	Log *slog.Logger
 	// Now returns the current time. Nil means time.Now.
@@ -46,8 +50,10 @@ type Config struct {
 // Node is a running skm node: a libp2p host that authenticates peers
 // with their certificates and exchanges encrypted messages with them.
 type Node struct {
-	st  *store.Store
-	id  *Identity
+	st *store.Store
+	// id is the current identity. Rotation replaces it whole, so a
+	// reader's copy stays consistent.
+	id  atomic.Pointer[Identity]
 	h   host.Host
 	cfg Config
 	log *slog.Logger
@@ -65,6 +71,8 @@ type Node struct {
 
 	// rev holds the newest CRL and exchanges it with peers.
 	rev *Revocations
+	// rotateMu serializes key rotations.
+	rotateMu sync.Mutex
 }
 
 // Event is a change a local client can watch for.
@@ -99,7 +107,6 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		st:          st,
-		id:          id,
 		h:           h,
 		cfg:         cfg,
 		log:         cfg.Log,
@@ -109,6 +116,7 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 		ackWaiters:  map[string][]chan struct{}{},
 		lastLookup:  map[string]time.Time{},
 	}
+	n.id.Store(id)
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := n.startRevocations(); err != nil {
 		h.Close()
@@ -122,6 +130,10 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 	if len(cfg.Listen) > 0 {
 		n.wg.Add(1)
 		go n.announceLoop()
+	}
+	if cfg.Renew {
+		n.wg.Add(1)
+		go n.renewLoop()
 	}
 	if cfg.Deliver {
 		users, err := outboxUsers(st)
@@ -157,7 +169,7 @@ func (n *Node) Close() error {
 }
 
 // Identity returns the node's identity.
-func (n *Node) Identity() *Identity { return n.id }
+func (n *Node) Identity() *Identity { return n.id.Load() }
 
 // Host returns the node's libp2p host.
 func (n *Node) Host() host.Host { return n.h }
@@ -182,7 +194,7 @@ var ErrInvalidMessage = errors.New("invalid message")
 // delivered exactly once, as soon as Send has returned without error.
 func (n *Node) Send(ctx context.Context, user, text string) (*SendResult, error) {
 	switch {
-	case user == n.id.User:
+	case user == n.Identity().User:
 		return nil, fmt.Errorf("%w: cannot send a message to yourself (%s)", ErrInvalidMessage, user)
 	case text == "":
 		return nil, fmt.Errorf("%w: empty text", ErrInvalidMessage)
@@ -209,7 +221,7 @@ func (n *Node) Send(ctx context.Context, user, text string) (*SendResult, error)
 	}
 	m := &Message{
 		ID:    newMessageID(),
-		From:  n.id.User,
+		From:  n.Identity().User,
 		To:    user,
 		Text:  text,
 		Sent:  n.cfg.Now().UTC(),

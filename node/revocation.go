@@ -27,7 +27,7 @@ func (n *Node) loadCRL() *x509.RevocationList {
 	if err != nil {
 		return nil
 	}
-	crl, err := ca.VerifyCRL(der, n.id.CACert)
+	crl, err := ca.VerifyCRL(der, n.Identity().CACert)
 	if err != nil {
 		n.log.Error("stored CRL does not verify; waiting for a fresh one", "err", err)
 		return nil
@@ -38,7 +38,7 @@ func (n *Node) loadCRL() *x509.RevocationList {
 // startRevocations joins the CA's revocation topic and fetches the CA's
 // CRL in the background.
 func (n *Node) startRevocations() error {
-	r, err := JoinRevocations(n.ctx, n.h, n.id.CACert, n.loadCRL(), n.applyRevocation, n.log)
+	r, err := JoinRevocations(n.ctx, n.h, n.Identity().CACert, n.loadCRL(), n.applyRevocation, n.log)
 	if err != nil {
 		return err
 	}
@@ -86,11 +86,14 @@ func (n *Node) applyRevocation(crl *x509.RevocationList, source string) {
 	}
 	n.log.Info("revocation list applied", "crl_number", crl.Number.String(),
 		"revoked", len(crl.RevokedCertificateEntries), "source", source)
+	// A superseded certificate's holder rotated on purpose: its sessions
+	// drain, so frames in flight are still read. Any other revocation
+	// ends them at once.
 	var closing []*session
 	n.mu.Lock()
 	for _, list := range n.sessions {
 		for _, s := range list {
-			if revokedIn(crl, s.secure.PeerCertificate()) != nil {
+			if e := revokedIn(crl, s.secure.PeerCertificate()); e != nil && e.ReasonCode != ca.ReasonSuperseded {
 				closing = append(closing, s)
 			}
 		}
@@ -100,6 +103,10 @@ func (n *Node) applyRevocation(crl *x509.RevocationList, source string) {
 		n.log.Warn("session closed: peer certificate revoked", "peer", s.peerID.String(), "user", s.peerUser)
 		s.stream.Reset()
 	}
+	n.drainSessions(func(s *session) bool {
+		e := revokedIn(crl, s.secure.PeerCertificate())
+		return e != nil && e.ReasonCode == ca.ReasonSuperseded
+	})
 	n.publish(Event{Type: "revocation"})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -30,6 +31,9 @@ type session struct {
 	peerUser string
 
 	writeMu sync.Mutex
+	// draining is set once no new frames may be written: after a key
+	// rotation, or when the peer's certificate was superseded.
+	draining atomic.Bool
 
 	// sent holds the IDs of the messages written on this session, so a
 	// delivery worker sends each message once per session.
@@ -57,9 +61,10 @@ func (s *session) markSent(id string) bool {
 }
 
 func (n *Node) handshakeConfig(remote peer.ID) protocol.HandshakeConfig {
+	id := n.Identity()
 	return protocol.HandshakeConfig{
-		Local:       protocol.Credentials{Cert: n.id.Cert, Key: n.id.SigningKey, CRLNumber: n.rev.Number()},
-		LocalPeer:   n.id.PeerID,
+		Local:       protocol.Credentials{Cert: id.Cert, Key: id.SigningKey, CRLNumber: n.rev.Number()},
+		LocalPeer:   id.PeerID,
 		RemotePeer:  remote,
 		VerifyPeer:  func(cert *x509.Certificate) error { return n.verifyPeer(cert, remote) },
 		StepTimeout: n.cfg.HandshakeTimeout,
@@ -70,7 +75,7 @@ func (n *Node) handshakeConfig(remote peer.ID) protocol.HandshakeConfig {
 // verifyPeer accepts a certificate only if it chains to the node's CA,
 // is valid now and binds the peer on the other end of the connection.
 func (n *Node) verifyPeer(cert *x509.Certificate, remote peer.ID) error {
-	if err := VerifyChain(cert, n.id.CACert, n.cfg.Now()); err != nil {
+	if err := VerifyChain(cert, n.Identity().CACert, n.cfg.Now()); err != nil {
 		return err
 	}
 	if err := n.checkRevoked(cert); err != nil {
@@ -159,6 +164,9 @@ func (n *Node) removeSession(s *session) {
 	}
 	n.mu.Unlock()
 	close(s.done)
+	// Messages the session carried without an acknowledgement go out
+	// again on the next one.
+	n.wakeWorker(s.peerUser)
 }
 
 // readLoop reads frames from s until it fails or closes. Any frame that
@@ -212,7 +220,7 @@ func (n *Node) receiveData(s *session, body []byte) error {
 	m := &Message{
 		ID:        id,
 		From:      s.peerUser,
-		To:        n.id.User,
+		To:        n.Identity().User,
 		Text:      text,
 		Sent:      sent,
 		Delivered: n.cfg.Now().UTC(),
@@ -226,6 +234,12 @@ func (n *Node) receiveData(s *session, body []byte) error {
 		n.log.Debug("message received", "id", id, "from", s.peerUser, "bytes", len(text))
 		n.publish(Event{Type: "received", Message: m})
 	}
+	if s.draining.Load() {
+		// This side no longer writes on s. The sender still has the
+		// message queued and sends it again on a new session, where the
+		// duplicate is acknowledged and not stored twice.
+		return nil
+	}
 	ack, _ := hexID(id)
 	return s.write(protocol.FrameAck, ack)
 }
@@ -235,14 +249,17 @@ func (n *Node) receiveAck(s *session, body []byte) error {
 	if err != nil {
 		return err
 	}
-	changed, err := markDelivered(n.st, id, n.cfg.Now())
+	changed, err := markDelivered(n.st, s.peerUser, id, n.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("store acknowledgement %s: %w", id, err)
 	}
-	if changed {
-		n.log.Debug("message delivered", "id", id, "to", s.peerUser)
-		n.publish(Event{Type: "delivered", Message: &Message{ID: id, To: s.peerUser, State: StateDelivered}})
+	if !changed {
+		// A duplicate acknowledgement, or one for a message that was not
+		// sent to this peer's user, changes nothing and wakes no waiter.
+		return nil
 	}
+	n.log.Debug("message delivered", "id", id, "to", s.peerUser)
+	n.publish(Event{Type: "delivered", Message: &Message{ID: id, To: s.peerUser, State: StateDelivered}})
 	n.mu.Lock()
 	waiters := n.ackWaiters[id]
 	delete(n.ackWaiters, id)
@@ -259,10 +276,12 @@ func (n *Node) currentSession(p peer.ID) *session {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	list := n.sessions[p]
-	if len(list) == 0 {
-		return nil
+	for i := len(list) - 1; i >= 0; i-- {
+		if !list[i].draining.Load() {
+			return list[i]
+		}
 	}
-	return list[len(list)-1]
+	return nil
 }
 
 // connect returns a session with p, dialing and running the handshake if

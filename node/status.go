@@ -30,9 +30,10 @@ func (n *Node) Status(user string, der []byte) (*StatusReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cert.CheckSignatureFrom(n.id.CACert); err != nil {
+	caCert := n.Identity().CACert
+	if err := cert.CheckSignatureFrom(caCert); err != nil {
 		return nil, fmt.Errorf("certificate %s was not issued by CA %q: %w",
-			ca.SerialString(cert.SerialNumber), n.id.CACert.Subject.CommonName, err)
+			ca.SerialString(cert.SerialNumber), caCert.Subject.CommonName, err)
 	}
 	r := &StatusReport{
 		Serial:     ca.SerialString(cert.SerialNumber),
@@ -51,8 +52,8 @@ func (n *Node) statusTarget(user string, der []byte) (*x509.Certificate, error) 
 	if len(der) > 0 {
 		return x509.ParseCertificate(der)
 	}
-	if user == n.id.User {
-		return n.id.Cert, nil
+	if id := n.Identity(); user == id.User {
+		return id.Cert, nil
 	}
 	c, err := getContact(n.st, user)
 	if err != nil {

@@ -175,6 +175,7 @@ func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, cfg ca.Co
 	defer h.Close()
 	h.SetStreamHandler(protocol.EnrollID, a.HandleEnroll)
 	h.SetStreamHandler(protocol.DirectoryID, a.HandleDirectory)
+	h.SetStreamHandler(protocol.RevokeID, a.HandleRevoke)
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rev, err := startCARevocations(ctx, h, a, log)

@@ -99,6 +99,8 @@ SKM_PASSPHRASE environment variable, else a prompt on the terminal.`,
 		newPeersCommand(g),
 		newWhoAmICommand(g),
 		newStatusCommand(g),
+		newRotateCommand(g),
+		newRevokeCommand(g),
 		newCACommand(g),
 		newVersionCommand(),
 	)

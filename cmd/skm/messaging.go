@@ -21,6 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 
+	"github.com/skm-p2p/skm/ca"
 	"github.com/skm-p2p/skm/internal/localapi"
 	"github.com/skm-p2p/skm/node"
 	"github.com/skm-p2p/skm/protocol"
@@ -85,7 +86,7 @@ with backoff until a session is up.`, DefaultNodePort),
 			if err != nil {
 				return err
 			}
-			return runDaemon(cmd, g, node.Config{Listen: addrs, Peers: peerAddrs, Deliver: true})
+			return runDaemon(cmd, g, node.Config{Listen: addrs, Peers: peerAddrs, Deliver: true, Renew: true})
 		},
 	}
 	cmd.Flags().StringArrayVar(&listen, "listen", nil, "multiaddr to listen on (repeatable)")
@@ -490,4 +491,71 @@ func printStatus(w io.Writer, r *node.StatusReport) {
 		state = fmt.Sprintf("revoked (%s) at %s", r.Reason, r.RevokedAt.Format(time.RFC3339))
 	}
 	fmt.Fprintf(w, "%s key version %d, serial %s: %s\n", r.User, r.KeyVersion, r.Serial, state)
+}
+
+func newRotateCommand(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "rotate [--json]",
+		Short: "Move to a fresh signing key: key version N+1 with a new certificate",
+		Long: `Generate key version N+1, have the CA certify it with a request signed by
+version N, and make it current. The CA revokes version N as superseded.
+Peers pick up the new certificate at their next handshake, and queued
+messages are delivered as usual: nothing in flight is lost.`,
+		Example: "  skm rotate",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			svc, done, err := g.openService(cmd.Context(), nil)
+			if err != nil {
+				return err
+			}
+			defer done()
+			who, err := svc.RotateKey(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), who)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rotated to key version %d, certificate serial %s; key version %d is revoked (superseded)\n",
+				who.KeyVersion, who.Serial, who.KeyVersion-1)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the new identity as JSON")
+	return cmd
+}
+
+func newRevokeCommand(g *globals) *cobra.Command {
+	reasonName := "keyCompromise"
+	cmd := &cobra.Command{
+		Use:   "revoke [--reason REASON]",
+		Short: "Have the CA revoke this node's own current certificate",
+		Long: `Ask the CA to revoke this node's current certificate, with a request
+signed by the certified key; the CA gossips the revocation to every node.
+Use it when the key may be compromised. Afterwards no peer accepts this
+certificate, and the CA will not certify its key again: ask the CA
+operator for a token to enroll a new key.`,
+		Example: "  skm revoke --reason keyCompromise",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			reason, err := ca.ParseReason(reasonName)
+			if err != nil {
+				return usageError{err}
+			}
+			svc, done, err := g.openService(cmd.Context(), nil)
+			if err != nil {
+				return err
+			}
+			defer done()
+			number, err := svc.RevokeSelf(cmd.Context(), reason)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "certificate revoked (%s); CRL number %s\n", ca.ReasonName(reason), number)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reasonName, "reason", reasonName, "RFC 5280 revocation reason")
+	return cmd
 }

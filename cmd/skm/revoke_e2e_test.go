@@ -104,3 +104,112 @@ func TestRevocationReachesEveryNode(t *testing.T) {
 		t.Errorf("erin's log does not show the CRL coming from a peer:\n%s", log)
 	}
 }
+
+func TestRotationKeepsMessages(t *testing.T) {
+	e := newEnv(t)
+	caHome, ca := e.startCA()
+	homes := map[string]string{}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		homes[u] = e.enroll(caHome, ca.addrs[0], u)
+	}
+	alice := e.startNode(homes["alice"])
+	bob := e.startNode(homes["bob"], "--peer", alice.addrs[0])
+	carol := e.startNode(homes["carol"], "--peer", alice.addrs[0])
+	for _, d := range []*daemon{bob, carol} {
+		waitFor(t, 20*time.Second, "a session with alice", func() bool {
+			return strings.Contains(d.stderr.String(), "session established")
+		})
+	}
+	aliceV1 := e.path("alice-v1.pem")
+	writeFile(t, aliceV1, e.mustRun("cert", "--pem", "--home", homes["alice"]))
+
+	// alice rotates while bob is offline.
+	bob.cmd.Process.Signal(syscall.SIGTERM)
+	bob.cmd.Wait()
+	out := e.mustRun("rotate", "--home", homes["alice"])
+	if !strings.Contains(out, "rotated to key version 2") {
+		t.Fatalf("rotate printed %q", out)
+	}
+	bob = e.startNode(homes["bob"], "--peer", alice.addrs[0])
+	if _, state := e.sendID(homes["alice"], "bob", "after rotation, from alice", "15s"); state != "delivered" {
+		t.Errorf("alice to bob after rotation: %s", state)
+	}
+	if _, state := e.sendID(homes["bob"], "alice", "after rotation, from bob", "15s"); state != "delivered" {
+		t.Errorf("bob to alice after rotation: %s", state)
+	}
+	waitFor(t, 10*time.Second, "bob to see alice's version 1 superseded", func() bool {
+		s, _ := e.status(homes["bob"], aliceV1)
+		return s == "revoked (superseded)"
+	})
+	var peers []struct {
+		User       string `json:"user"`
+		KeyVersion int    `json:"key_version"`
+	}
+	if err := json.Unmarshal([]byte(e.mustRun("peers", "--json", "--home", homes["bob"])), &peers); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		if p.User == "alice" && p.KeyVersion != 2 {
+			t.Errorf("bob's contact for alice has key version %d, want 2", p.KeyVersion)
+		}
+	}
+
+	// alice rotates twice more while carol is offline, with messages
+	// queued before, between and after.
+	carol.cmd.Process.Signal(syscall.SIGTERM)
+	carol.cmd.Wait()
+	var want []string
+	for i, step := range []string{"send", "rotate", "send", "rotate", "send"} {
+		if step == "rotate" {
+			e.mustRun("rotate", "--home", homes["alice"])
+			continue
+		}
+		id, _ := e.sendID(homes["alice"], "carol", "while carol was away "+string(rune('a'+i)), "0s")
+		want = append(want, id)
+	}
+	e.startNode(homes["carol"], "--peer", alice.addrs[0])
+	waitFor(t, 30*time.Second, "carol to read every message", func() bool {
+		return len(e.history(homes["carol"], "alice")) == len(want)
+	})
+	for i, m := range e.history(homes["carol"], "alice") {
+		if m.ID != want[i] {
+			t.Errorf("carol's message %d is %s, want %s", i, m.ID, want[i])
+		}
+	}
+	who := e.mustRun("whoami", "--home", homes["alice"])
+	if !strings.Contains(who, "key version:    4") {
+		t.Errorf("alice's whoami after three rotations:\n%s", who)
+	}
+}
+
+func TestSelfRevocation(t *testing.T) {
+	e := newEnv(t)
+	caHome, ca := e.startCA()
+	alice := e.enroll(caHome, ca.addrs[0], "alice")
+	bob := e.enroll(caHome, ca.addrs[0], "bob")
+	aliceNode := e.startNode(alice)
+	bobNode := e.startNode(bob, "--peer", aliceNode.addrs[0])
+	waitFor(t, 20*time.Second, "bob's session with alice", func() bool {
+		return strings.Contains(bobNode.stderr.String(), "session established")
+	})
+
+	out := e.mustRun("revoke", "--home", bob)
+	if !strings.Contains(out, "certificate revoked (keyCompromise)") {
+		t.Errorf("revoke printed %q", out)
+	}
+	waitFor(t, 10*time.Second, "alice to apply bob's self-revocation", func() bool {
+		s, _ := e.status(alice, "bob")
+		return s == "revoked (keyCompromise)"
+	})
+	if s, code := e.status(bob, "bob"); s != "revoked (keyCompromise)" || code != 1 {
+		t.Errorf("bob's own status: %q, exit %d", s, code)
+	}
+	r := e.run("rotate", "--home", bob)
+	if r.code != 1 || !strings.Contains(r.stderr, "revoked") {
+		t.Errorf("rotate after self-revocation: exit %d\n%s", r.code, r.stderr)
+	}
+	r = e.run("revoke", "--home", bob)
+	if r.code != 1 || !strings.Contains(r.stderr, "already revoked") {
+		t.Errorf("second self-revocation: exit %d\n%s", r.code, r.stderr)
+	}
+}
