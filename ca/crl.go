@@ -60,8 +60,10 @@ func ParseReason(name string) (int, error) {
 		}
 	}
 	names := make([]string, 0, len(reasonCodes))
-	for n := range reasonCodes {
-		names = append(names, n)
+	for n, code := range reasonCodes {
+		if checkReason(code) == nil {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	return 0, fmt.Errorf("invalid revocation reason %q: use one of %s", name, strings.Join(names, ", "))
@@ -179,10 +181,21 @@ func resolveTarget(tx *store.Tx, target string) (string, error) {
 			return "", err
 		}
 	}
-	serial := strings.ToUpper(strings.TrimPrefix(strings.ReplaceAll(target, ":", ""), "0x"))
+	notIssued := fmt.Errorf("%w: %q is neither a user nor a serial this CA issued", ErrNotIssued, target)
+	// Parse the hex as a number, because openssl prints serials in whole
+	// bytes: with a leading zero when the digits are odd in number.
+	digits := strings.ReplaceAll(target, ":", "")
+	if len(digits) > 2 && strings.EqualFold(digits[:2], "0x") {
+		digits = digits[2:]
+	}
+	n, ok := new(big.Int).SetString(digits, 16)
+	if !ok || n.Sign() <= 0 {
+		return "", notIssued
+	}
+	serial := SerialString(n)
 	if _, err := tx.Get(store.Issued, serial); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return "", fmt.Errorf("%w: %q is neither a user nor a serial this CA issued", ErrNotIssued, target)
+			return "", notIssued
 		}
 		return "", err
 	}
@@ -330,6 +343,11 @@ func VerifyCRL(der []byte, caCert *x509.Certificate) (*x509.RevocationList, erro
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
 		return nil, fmt.Errorf("parse CRL: %w", err)
+	}
+	// The parser ignores bytes after the CRL. They are not signed, and a
+	// peer could pad a genuine CRL with them before gossip forwards it.
+	if len(crl.Raw) != len(der) {
+		return nil, fmt.Errorf("parse CRL: %d bytes of trailing data", len(der)-len(crl.Raw))
 	}
 	if !bytes.Equal(crl.RawIssuer, caCert.RawSubject) {
 		return nil, fmt.Errorf("CRL issuer %q is not CA %q", crl.Issuer.CommonName, caCert.Subject.CommonName)

@@ -29,7 +29,7 @@ type Service interface {
 	Peers() ([]PeerInfo, error)
 	Events(ctx context.Context) (<-chan Event, error)
 	Certificate() (*x509.Certificate, error)
-	Status(user string, der []byte) (*StatusReport, error)
+	Status(ctx context.Context, user string, der []byte, askCA bool) (*StatusReport, error)
 	RotateKey(ctx context.Context) (*WhoAmI, error)
 	RevokeSelf(ctx context.Context, reason int) (string, error)
 }
@@ -159,6 +159,7 @@ type certificateResponse struct {
 type statusRequest struct {
 	User        string `json:"user,omitempty"`
 	Certificate []byte `json:"certificate,omitempty"`
+	AskCA       bool   `json:"ask_ca,omitempty"`
 }
 
 type revokeRequest struct {
@@ -221,7 +222,7 @@ func NewAPIHandler(n *Node) http.Handler {
 			localapi.WriteError(w, http.StatusBadRequest, err)
 			return
 		}
-		rep, err := n.Status(req.User, req.Certificate)
+		rep, err := n.Status(r.Context(), req.User, req.Certificate, req.AskCA)
 		if err != nil {
 			localapi.WriteError(w, http.StatusBadRequest, err)
 			return
@@ -337,11 +338,12 @@ func (c *Client) Peers() ([]PeerInfo, error) {
 }
 
 // Status asks the daemon for the state of user's certificate, or of der.
-func (c *Client) Status(user string, der []byte) (*StatusReport, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+func (c *Client) Status(ctx context.Context, user string, der []byte, askCA bool) (*StatusReport, error) {
+	ctx, cancel := context.WithTimeout(ctx, directoryTimeout+callTimeout)
 	defer cancel()
 	var rep StatusReport
-	return &rep, c.call(ctx, http.MethodPost, "/v1/status", statusRequest{User: user, Certificate: der}, &rep)
+	req := statusRequest{User: user, Certificate: der, AskCA: askCA}
+	return &rep, c.call(ctx, http.MethodPost, "/v1/status", req, &rep)
 }
 
 // RotateKey asks the daemon to rotate to a new key version.

@@ -198,6 +198,12 @@ func (n *Node) readLoop(s *session) {
 		}
 		if err != nil {
 			s.stream.Reset()
+			if n.ctx.Err() != nil || isClosed(err) {
+				// The acknowledgement could not be written because the
+				// peer went away: an ordinary end, not misbehaviour.
+				n.log.Debug("session closed", "peer", s.peerID.String(), "user", s.peerUser)
+				return
+			}
 			n.log.Warn("session ended on a bad message", "peer", s.peerID.String(), "user", s.peerUser, "reason", err.Error())
 			return
 		}

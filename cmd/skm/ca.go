@@ -176,6 +176,7 @@ func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, cfg ca.Co
 	h.SetStreamHandler(protocol.EnrollID, a.HandleEnroll)
 	h.SetStreamHandler(protocol.DirectoryID, a.HandleDirectory)
 	h.SetStreamHandler(protocol.RevokeID, a.HandleRevoke)
+	h.SetStreamHandler(protocol.StatusID, a.HandleStatus)
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rev, err := startCARevocations(ctx, h, a, log)

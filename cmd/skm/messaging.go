@@ -426,14 +426,15 @@ func runChat(ctx context.Context, in io.Reader, out io.Writer, svc node.Service,
 var errNotValid = errors.New("certificate is not valid")
 
 func newStatusCommand(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, askCA bool
 	cmd := &cobra.Command{
 		Use:   "status USER|PEM-FILE [--json]",
 		Short: "Check whether a certificate is valid, revoked, expired or not yet valid",
 		Long: `Print the state of USER's newest certificate known to this node, or of
 the certificate in PEM-FILE: valid, revoked (with reason and time),
 expired, not yet valid, or unknown (stale CRL) when this node's newest
-CRL is past its next update. Exits 0 only for valid.`,
+CRL is past its next update. Exits 0 only for valid. With --ca the
+state comes from the CA, in an answer signed with the CA key.`,
 		Example: `  skm status bob
   skm status bob.pem --json`,
 		Args: exactArgs("USER|PEM-FILE"),
@@ -447,7 +448,7 @@ CRL is past its next update. Exits 0 only for valid.`,
 				return err
 			}
 			defer done()
-			rep, err := svc.Status(user, der)
+			rep, err := svc.Status(cmd.Context(), user, der, askCA)
 			if err != nil {
 				return err
 			}
@@ -465,6 +466,7 @@ CRL is past its next update. Exits 0 only for valid.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the state as JSON")
+	cmd.Flags().BoolVar(&askCA, "ca", false, "ask the CA's status service, which signs its answer, instead of the local CRL")
 	return cmd
 }
 

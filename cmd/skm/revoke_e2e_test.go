@@ -204,7 +204,14 @@ func TestSelfRevocation(t *testing.T) {
 	if s, code := e.status(bob, "bob"); s != "revoked (keyCompromise)" || code != 1 {
 		t.Errorf("bob's own status: %q, exit %d", s, code)
 	}
-	r := e.run("rotate", "--home", bob)
+	r := e.run("status", "bob", "--ca", "--json", "--home", alice)
+	if r.code != 1 || !strings.Contains(r.stdout, `"source": "CA"`) || !strings.Contains(r.stdout, `"reason": "keyCompromise"`) {
+		t.Errorf("status from the CA: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := e.run("status", "alice", "--ca", "--home", alice); r.code != 0 || !strings.Contains(r.stdout, ": valid") {
+		t.Errorf("alice's status from the CA: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = e.run("rotate", "--home", bob)
 	if r.code != 1 || !strings.Contains(r.stderr, "revoked") {
 		t.Errorf("rotate after self-revocation: exit %d\n%s", r.code, r.stderr)
 	}
