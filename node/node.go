@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,9 @@ type Config struct {
 	// Renew rotates the key when two thirds of the certificate's
 	// lifetime have passed, as a long-running daemon should.
 	Renew bool
+	// MDNS announces the node on its local networks and connects to the
+	// nodes of the same CA that announce themselves there.
+	MDNS bool
 	// Log receives the node's log lines. Nil discards them.
 	Log *slog.Logger
 	// Now returns the current time. Nil means time.Now.
@@ -73,6 +77,10 @@ type Node struct {
 	rev *Revocations
 	// rotateMu serializes key rotations.
 	rotateMu sync.Mutex
+	// mdns is the running mDNS service, or nil.
+	mdns io.Closer
+	// dialing holds the peers found by mDNS that a dial is under way to.
+	dialing map[peer.ID]bool
 }
 
 // Event is a change a local client can watch for.
@@ -115,6 +123,7 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 		subscribers: map[chan Event]struct{}{},
 		ackWaiters:  map[string][]chan struct{}{},
 		lastLookup:  map[string]time.Time{},
+		dialing:     map[peer.ID]bool{},
 	}
 	n.id.Store(id)
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -135,6 +144,14 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.renewLoop()
 	}
+	if cfg.MDNS {
+		m, err := StartMDNS(h, MDNSServiceName(id.CACert), n.onMDNSPeer)
+		if err != nil {
+			n.Close()
+			return nil, err
+		}
+		n.mdns = m
+	}
 	if cfg.Deliver {
 		users, err := outboxUsers(st)
 		if err != nil {
@@ -152,6 +169,9 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 // does not close the store.
 func (n *Node) Close() error {
 	n.cancel()
+	if n.mdns != nil {
+		n.mdns.Close()
+	}
 	n.h.RemoveStreamHandler(protocol.SessionID)
 	n.mu.Lock()
 	for _, list := range n.sessions {
@@ -166,6 +186,23 @@ func (n *Node) Close() error {
 	err := n.h.Close()
 	n.wg.Wait()
 	return err
+}
+
+// goTracked runs fn in a goroutine that Close waits for, unless the node
+// is closing. The check and wg.Add happen under n.mu, which Close takes
+// after cancelling, so no goroutine starts once Close waits.
+func (n *Node) goTracked(fn func()) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ctx.Err() != nil {
+		return false
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 // Identity returns the node's identity.

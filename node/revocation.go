@@ -143,11 +143,9 @@ func (n *Node) syncCRL(p peer.ID, peerNumber uint64) {
 	if n.rev == nil || peerNumber <= n.rev.Number() {
 		return
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.goTracked(func() {
 		if _, err := n.rev.Fetch(n.ctx, p); err != nil {
 			n.log.Debug("fetch CRL from peer", "peer", p.String(), "err", err)
 		}
-	}()
+	})
 }

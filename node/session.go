@@ -314,10 +314,9 @@ func (n *Node) connect(ctx context.Context, p peer.ID, addrs []ma.Multiaddr) (*s
 	if s == nil {
 		return nil, n.ctx.Err()
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.readLoop(s)
-	}()
+	if !n.goTracked(func() { n.readLoop(s) }) {
+		s.stream.Reset()
+		return nil, n.ctx.Err()
+	}
 	return s, nil
 }

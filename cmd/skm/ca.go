@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 
@@ -99,7 +101,7 @@ func newCAInitCommand(g *globals) *cobra.Command {
 
 func newCAServeCommand(g *globals) *cobra.Command {
 	var listen []string
-	var open bool
+	var open, mdns bool
 	var validity time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve [--listen MULTIADDR]... [--open] [--validity DURATION]",
@@ -123,12 +125,13 @@ QUIC, IPv4 and IPv6.`, DefaultCAPort),
 			if validity < time.Minute {
 				return usagef("invalid --validity %s: use at least 1m", validity)
 			}
-			return runCAServe(cmd, g, addrs, ca.Config{Open: open, Validity: validity})
+			return runCAServe(cmd, g, addrs, mdns, ca.Config{Open: open, Validity: validity})
 		},
 	}
 	cmd.Flags().StringArrayVar(&listen, "listen", nil, "multiaddr to listen on (repeatable)")
 	cmd.Flags().BoolVar(&open, "open", false, "enroll without tokens, first come first served by user name (for demos)")
 	cmd.Flags().DurationVar(&validity, "validity", ca.DefaultValidity, "lifetime of issued certificates")
+	cmd.Flags().BoolVar(&mdns, "mdns", false, "announce the CA on the local networks with mDNS and connect to the nodes found there, so revocations reach them")
 	return cmd
 }
 
@@ -152,7 +155,7 @@ func parseListen(flags []string, port int) ([]ma.Multiaddr, error) {
 	return addrs, nil
 }
 
-func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, cfg ca.Config) error {
+func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, mdns bool, cfg ca.Config) error {
 	home, err := g.caHome()
 	if err != nil {
 		return err
@@ -184,6 +187,17 @@ func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, cfg ca.Co
 		return err
 	}
 	defer rev.Close()
+	if mdns {
+		m, err := node.StartMDNS(h, node.MDNSServiceName(a.Certificate()), func(info peer.AddrInfo) {
+			if info.ID != h.ID() && h.Network().Connectedness(info.ID) != network.Connected {
+				h.Connect(ctx, info)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+	}
 
 	ln, err := localapi.Listen(filepath.Join(home, localapi.SocketName))
 	if err != nil {

@@ -63,6 +63,7 @@ func (g *globals) openService(ctx context.Context, listen []ma.Multiaddr) (svc n
 
 func newDaemonCommand(g *globals) *cobra.Command {
 	var listen, peers []string
+	var mdns bool
 	cmd := &cobra.Command{
 		Use:   "daemon [--listen MULTIADDR]... [--peer MULTIADDR]...",
 		Short: "Run the node: accept sessions, deliver queued messages, serve the local API",
@@ -73,7 +74,8 @@ users' --peer. Logs go to standard error.
 Other skm commands on this home go through the daemon's local API while
 it runs. Without --listen the node listens on all interfaces on port %d,
 TCP and QUIC, IPv4 and IPv6. Each --peer is dialed at start, and again
-with backoff until a session is up.`, DefaultNodePort),
+with backoff until a session is up. With --mdns the node also finds the
+nodes of its CA on the local networks, and they find it.`, DefaultNodePort),
 		Example: `  skm daemon
   skm daemon --listen /ip4/127.0.0.1/tcp/0 --peer /ip4/127.0.0.1/tcp/7401/p2p/12D3KooW...`,
 		Args: exactArgs(),
@@ -86,11 +88,12 @@ with backoff until a session is up.`, DefaultNodePort),
 			if err != nil {
 				return err
 			}
-			return runDaemon(cmd, g, node.Config{Listen: addrs, Peers: peerAddrs, Deliver: true, Renew: true})
+			return runDaemon(cmd, g, node.Config{Listen: addrs, Peers: peerAddrs, Deliver: true, Renew: true, MDNS: mdns})
 		},
 	}
 	cmd.Flags().StringArrayVar(&listen, "listen", nil, "multiaddr to listen on (repeatable)")
 	cmd.Flags().StringArrayVar(&peers, "peer", nil, "multiaddr of a peer to connect to, ending in /p2p/<peer ID> (repeatable)")
+	cmd.Flags().BoolVar(&mdns, "mdns", false, "announce this node on the local networks with mDNS and connect to the nodes of the same CA found there")
 	return cmd
 }
 
