@@ -42,6 +42,13 @@ type Config struct {
 	// MDNS announces the node on its local networks and connects to the
 	// nodes of the same CA that announce themselves there.
 	MDNS bool
+	// DHT, Relays, RelayService and ForcePrivate configure the host's
+	// routing beyond the LAN, as in [HostConfig]. The DHT starts from
+	// Peers and the CA.
+	DHT          bool
+	Relays       []ma.Multiaddr
+	RelayService bool
+	ForcePrivate bool
 	// Log receives the node's log lines. Nil discards them.
 	Log *slog.Logger
 	// Now returns the current time. Nil means time.Now.
@@ -109,7 +116,11 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = defaultHandshakeTimeout
 	}
-	h, err := NewHost(HostConfig{Key: id.PeerKey, Listen: cfg.Listen})
+	hc, err := hostConfig(st, id, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h, err := NewHost(hc)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +174,31 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// hostConfig turns a node's settings into its host's.
+func hostConfig(st *store.Store, id *Identity, cfg Config) (HostConfig, error) {
+	hc := HostConfig{
+		Key:          id.PeerKey,
+		Listen:       cfg.Listen,
+		DHT:          cfg.DHT,
+		RelayService: cfg.RelayService,
+		ForcePrivate: cfg.ForcePrivate,
+	}
+	relays, err := peer.AddrInfosFromP2pAddrs(cfg.Relays...)
+	if err != nil {
+		return hc, fmt.Errorf("invalid relay address: it must end in /p2p/<peer ID>: %w", err)
+	}
+	hc.Relays = relays
+	if cfg.DHT {
+		if hc.DHTBootstrap, err = peer.AddrInfosFromP2pAddrs(cfg.Peers...); err != nil {
+			return hc, fmt.Errorf("invalid peer address: %w", err)
+		}
+		if ca, err := caPeerFromStore(st); err == nil {
+			hc.DHTBootstrap = append(hc.DHTBootstrap, *ca)
+		}
+	}
+	return hc, nil
 }
 
 // Close stops the node's workers, closes its sessions and its host. It

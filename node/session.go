@@ -301,7 +301,9 @@ func (n *Node) connect(ctx context.Context, p peer.ID, addrs []ma.Multiaddr) (*s
 	if err := n.h.Connect(ctx, peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
 		return nil, err
 	}
-	stream, err := n.h.NewStream(ctx, p, protocol.SessionID)
+	// A session may run over a relayed connection until hole punching
+	// replaces it with a direct one.
+	stream, err := n.h.NewStream(network.WithAllowLimitedConn(ctx, "skm session"), p, protocol.SessionID)
 	if err != nil {
 		return nil, err
 	}

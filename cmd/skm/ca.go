@@ -101,7 +101,7 @@ func newCAInitCommand(g *globals) *cobra.Command {
 
 func newCAServeCommand(g *globals) *cobra.Command {
 	var listen []string
-	var open, mdns bool
+	var open, mdns, useDHT, relayService bool
 	var validity time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve [--listen MULTIADDR]... [--open] [--validity DURATION]",
@@ -125,12 +125,15 @@ QUIC, IPv4 and IPv6.`, DefaultCAPort),
 			if validity < time.Minute {
 				return usagef("invalid --validity %s: use at least 1m", validity)
 			}
-			return runCAServe(cmd, g, addrs, mdns, ca.Config{Open: open, Validity: validity})
+			hc := node.HostConfig{Listen: addrs, DHT: useDHT, RelayService: relayService}
+			return runCAServe(cmd, g, hc, mdns, ca.Config{Open: open, Validity: validity})
 		},
 	}
 	cmd.Flags().StringArrayVar(&listen, "listen", nil, "multiaddr to listen on (repeatable)")
 	cmd.Flags().BoolVar(&open, "open", false, "enroll without tokens, first come first served by user name (for demos)")
 	cmd.Flags().DurationVar(&validity, "validity", ca.DefaultValidity, "lifetime of issued certificates")
+	cmd.Flags().BoolVar(&useDHT, "dht", false, "run skm's own Kademlia DHT in server mode, so nodes can bootstrap theirs from the CA")
+	cmd.Flags().BoolVar(&relayService, "relay-service", false, "relay connections for nodes that cannot reach each other directly, within libp2p's default relay limits")
 	cmd.Flags().BoolVar(&mdns, "mdns", false, "announce the CA on the local networks with mDNS and connect to the nodes found there, so revocations reach them")
 	return cmd
 }
@@ -155,7 +158,7 @@ func parseListen(flags []string, port int) ([]ma.Multiaddr, error) {
 	return addrs, nil
 }
 
-func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, mdns bool, cfg ca.Config) error {
+func runCAServe(cmd *cobra.Command, g *globals, hc node.HostConfig, mdns bool, cfg ca.Config) error {
 	home, err := g.caHome()
 	if err != nil {
 		return err
@@ -171,7 +174,8 @@ func runCAServe(cmd *cobra.Command, g *globals, listen []ma.Multiaddr, mdns bool
 	if err != nil {
 		return err
 	}
-	h, err := node.NewHost(node.HostConfig{Key: a.PeerKey(), Listen: listen})
+	hc.Key = a.PeerKey()
+	h, err := node.NewHost(hc)
 	if err != nil {
 		return err
 	}

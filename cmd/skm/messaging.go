@@ -62,8 +62,8 @@ func (g *globals) openService(ctx context.Context, listen []ma.Multiaddr) (svc n
 }
 
 func newDaemonCommand(g *globals) *cobra.Command {
-	var listen, peers []string
-	var mdns bool
+	var listen, peers, relays []string
+	var mdns, useDHT, relayService, forcePrivate bool
 	cmd := &cobra.Command{
 		Use:   "daemon [--listen MULTIADDR]... [--peer MULTIADDR]...",
 		Short: "Run the node: accept sessions, deliver queued messages, serve the local API",
@@ -88,16 +88,31 @@ nodes of its CA on the local networks, and they find it.`, DefaultNodePort),
 			if err != nil {
 				return err
 			}
-			return runDaemon(cmd, g, node.Config{Listen: addrs, Peers: peerAddrs, Deliver: true, Renew: true, MDNS: mdns})
+			relayAddrs, err := parsePeerFlag("--relay", relays)
+			if err != nil {
+				return err
+			}
+			return runDaemon(cmd, g, node.Config{
+				Listen: addrs, Peers: peerAddrs, Deliver: true, Renew: true, MDNS: mdns,
+				DHT: useDHT, Relays: relayAddrs, RelayService: relayService, ForcePrivate: forcePrivate,
+			})
 		},
 	}
 	cmd.Flags().StringArrayVar(&listen, "listen", nil, "multiaddr to listen on (repeatable)")
 	cmd.Flags().StringArrayVar(&peers, "peer", nil, "multiaddr of a peer to connect to, ending in /p2p/<peer ID> (repeatable)")
 	cmd.Flags().BoolVar(&mdns, "mdns", false, "announce this node on the local networks with mDNS and connect to the nodes of the same CA found there")
+	cmd.Flags().BoolVar(&useDHT, "dht", false, "run skm's own Kademlia DHT (server mode, bootstrapped from --peer and the CA) to find peers by peer ID")
+	cmd.Flags().StringArrayVar(&relays, "relay", nil, "circuit relay v2 to reserve a slot on, for when peers cannot dial this node directly; enables hole punching (repeatable)")
+	cmd.Flags().BoolVar(&relayService, "relay-service", false, "relay connections for other nodes, within libp2p's default relay limits")
+	cmd.Flags().BoolVar(&forcePrivate, "force-private", false, "treat this node as unreachable from outside, so it reserves --relay slots at once")
 	return cmd
 }
 
-func parsePeers(flags []string) ([]ma.Multiaddr, error) {
+func parsePeers(flags []string) ([]ma.Multiaddr, error) { return parsePeerFlag("--peer", flags) }
+
+// parsePeerFlag parses the values of a flag that names peers by
+// multiaddrs ending in /p2p/<peer ID>.
+func parsePeerFlag(name string, flags []string) ([]ma.Multiaddr, error) {
 	out := make([]ma.Multiaddr, 0, len(flags))
 	for _, s := range flags {
 		a, err := ma.NewMultiaddr(s)
@@ -105,7 +120,7 @@ func parsePeers(flags []string) ([]ma.Multiaddr, error) {
 			_, err = peer.AddrInfoFromP2pAddr(a)
 		}
 		if err != nil {
-			return nil, usagef("invalid --peer %q: give a multiaddr ending in /p2p/<peer ID>", s)
+			return nil, usagef("invalid %s %q: give a multiaddr ending in /p2p/<peer ID>", name, s)
 		}
 		out = append(out, a)
 	}
