@@ -183,7 +183,7 @@ func resolveTarget(tx *store.Tx, target string) (string, error) {
 	}
 	notIssued := fmt.Errorf("%w: %q is neither a user nor a serial this CA issued", ErrNotIssued, target)
 	// Parse the hex as a number, because openssl prints serials in whole
-	// bytes: with a leading zero when the digits are odd in number.
+	// bytes and so adds a leading zero to an odd number of digits.
 	digits := strings.ReplaceAll(target, ":", "")
 	if len(digits) > 2 && strings.EqualFold(digits[:2], "0x") {
 		digits = digits[2:]

@@ -46,14 +46,19 @@ type HostConfig struct {
 }
 
 // NewHost starts a libp2p host with TCP and QUIC, Noise and TLS, yamux,
-// and the default resource manager. Unless cfg asks for them it runs no
+// and a resource manager with per-peer limits for a messaging node. Unless cfg asks for them it runs no
 // DHT, reserves no relay and relays for nobody. It never dials on its
 // own initiative: no NAT port mapping, no AutoNAT and no built-in
 // bootstrap peers or relays. The circuit relay transport is on, which
 // lets the host dial a /p2p-circuit address it is given.
 func NewHost(cfg HostConfig) (host.Host, error) {
+	rm, err := newResourceManager()
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
+		libp2p.ResourceManager(rm),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.DefaultSecurity,

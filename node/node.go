@@ -88,6 +88,10 @@ type Node struct {
 	mdns io.Closer
 	// dialing holds the peers found by mDNS that a dial is under way to.
 	dialing map[peer.ID]bool
+	// handshakes and frames bound how fast one peer may start sessions
+	// and send frames.
+	handshakes *peerLimiter
+	frames     *peerLimiter
 }
 
 // Event is a change a local client can watch for.
@@ -135,6 +139,8 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 		ackWaiters:  map[string][]chan struct{}{},
 		lastLookup:  map[string]time.Time{},
 		dialing:     map[peer.ID]bool{},
+		handshakes:  newPeerLimiter(handshakeRate, handshakeBurst),
+		frames:      newPeerLimiter(frameRate, frameBurst),
 	}
 	n.id.Store(id)
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))

@@ -94,6 +94,13 @@ func (n *Node) verifyPeer(cert *x509.Certificate, remote peer.ID) error {
 // handleSession answers a session stream a peer opened.
 func (n *Node) handleSession(stream network.Stream) {
 	remote := stream.Conn().RemotePeer()
+	if ok, report := n.handshakes.allow(remote); !ok {
+		stream.Reset()
+		if report {
+			n.log.Warn("peer rate-limited: too many handshakes; dropping them for now", "peer", remote.String())
+		}
+		return
+	}
 	secure, err := protocol.Respond(stream, n.handshakeConfig(remote))
 	if err != nil {
 		n.rejectPeer(stream, err)
@@ -183,6 +190,13 @@ func (n *Node) readLoop(s *session) {
 			} else {
 				n.log.Debug("session closed", "peer", s.peerID.String(), "user", s.peerUser)
 			}
+			return
+		}
+		if ok, report := n.frames.allow(s.peerID); !ok {
+			if report {
+				n.log.Warn("peer rate-limited: too many frames; ending the session", "peer", s.peerID.String(), "user", s.peerUser)
+			}
+			s.stream.Reset()
 			return
 		}
 		switch typ {
