@@ -17,6 +17,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,6 +38,9 @@ var ErrNotRunning = errors.New("no process is serving the local API")
 // socket file that no process serves. The caller must hold the home's
 // store lock, which guarantees that no other process serves path.
 func Listen(path string) (net.Listener, error) {
+	if err := checkPrivateDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale socket: %w", err)
 	}
@@ -50,6 +55,24 @@ func Listen(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return &ownerListener{ln.(*net.UnixListener)}, nil
+}
+
+// checkPrivateDir returns an error unless dir belongs to this process's
+// user and no one else may enter it: the socket's own mode protects it
+// only on systems that honour modes on sockets.
+func checkPrivateDir(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("%s belongs to user ID %d, not to this user (%d): refusing to serve the local API there", dir, st.Uid, os.Getuid())
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s has mode %04o, so other users could reach the local API: run chmod 700 %s", dir, info.Mode().Perm(), dir)
+	}
+	return nil
 }
 
 // ownerListener accepts only connections from processes of this
@@ -92,7 +115,11 @@ func peerUID(c *net.UnixConn) (int, error) {
 }
 
 // Serve runs handler on ln until ctx ends, then shuts the server down.
+// A nil log discards the server's messages.
 func Serve(ctx context.Context, ln net.Listener, handler http.Handler, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	srv := &http.Server{
 		Handler:           http.MaxBytesHandler(handler, MaxRequestSize),
 		ReadHeaderTimeout: 10 * time.Second,
