@@ -148,6 +148,11 @@ func acquireLock(dir string) (*os.File, error) {
 }
 
 func openData(dir string, lock *os.File, key []byte, opts *Options) (*Store, error) {
+	if err := removeEmptyLogFiles(filepath.Join(dir, dataDir)); err != nil {
+		clear(key)
+		lock.Close()
+		return nil, err
+	}
 	db, err := badger.Open(badgerOptions(filepath.Join(dir, dataDir), key, opts.Logger))
 	if err != nil {
 		clear(key)
@@ -169,6 +174,35 @@ func openData(dir string, lock *os.File, key []byte, opts *Options) (*Store, err
 		return nil, err
 	}
 	return &Store{dir: dir, db: db, lock: lock, key: key}, nil
+}
+
+// removeEmptyLogFiles deletes zero-byte memtable (.mem) and value log
+// (.vlog) files in badger's directory. badger creates each such file
+// empty and then sizes it and writes its header, so a process killed in
+// between leaves an empty file, on which badger v4.9.6 fails every Open
+// with "Create a new file". An empty file holds no record.
+func removeEmptyLogFiles(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read store data directory: %w", err)
+	}
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if !e.Type().IsRegular() || (ext != ".mem" && ext != ".vlog") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || info.Size() != 0 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("remove empty file left by a crash: %w", err)
+		}
+	}
+	return nil
 }
 
 // badgerOptions sizes badger for a small daemon that writes little: two
