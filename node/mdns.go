@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 
@@ -115,6 +116,15 @@ func (n *Node) onMDNSPeer(info peer.AddrInfo) {
 		}
 		return
 	}
+	n.mu.Lock()
+	n.mdnsPeers[info.ID] = info
+	n.mu.Unlock()
+	n.dialFound(info, slog.LevelInfo, "peer found by mDNS")
+}
+
+// dialFound starts a session with a peer mDNS found, unless one is up or
+// being dialed, and logs msg at level when it dials.
+func (n *Node) dialFound(info peer.AddrInfo, level slog.Level, msg string) {
 	if n.currentSession(info.ID) != nil {
 		return
 	}
@@ -131,7 +141,7 @@ func (n *Node) onMDNSPeer(info peer.AddrInfo) {
 			delete(n.dialing, info.ID)
 			n.mu.Unlock()
 		}()
-		n.log.Info("peer found by mDNS", "peer", info.ID.String(), "addrs", fmt.Sprint(info.Addrs))
+		n.log.Log(n.ctx, level, msg, "peer", info.ID.String(), "addrs", fmt.Sprint(info.Addrs))
 		// Both sides find each other at about the same moment. The side
 		// with the larger peer ID gives the other a head start, so that
 		// usually one session, not two, comes up.
@@ -146,4 +156,36 @@ func (n *Node) onMDNSPeer(info peer.AddrInfo) {
 			n.log.Debug("connect to mDNS peer", "peer", info.ID.String(), "err", err)
 		}
 	})
+}
+
+// mdnsRedialInterval is how often a node dials again the peers mDNS found
+// whose session is down. mDNS reports a peer once per record lifetime
+// (an hour or more), so after a long outage nothing else would bring an
+// idle session back.
+const mdnsRedialInterval = 30 * time.Second
+
+// mdnsRedialLoop reconnects to the peers mDNS found once they have no
+// session, until the node stops.
+func (n *Node) mdnsRedialLoop() {
+	defer n.wg.Done()
+	tick := time.NewTicker(mdnsRedialInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n.mu.Lock()
+		found := make([]peer.AddrInfo, 0, len(n.mdnsPeers))
+		for _, info := range n.mdnsPeers {
+			found = append(found, info)
+		}
+		n.mu.Unlock()
+		for _, info := range found {
+			if n.ctx.Err() == nil {
+				n.dialFound(info, slog.LevelDebug, "reconnecting to a peer found by mDNS")
+			}
+		}
+	}
 }

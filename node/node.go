@@ -88,6 +88,9 @@ type Node struct {
 	mdns io.Closer
 	// dialing holds the peers found by mDNS that a dial is under way to.
 	dialing map[peer.ID]bool
+	// mdnsPeers holds every peer mDNS found, with its addresses, to dial
+	// again when its session is lost.
+	mdnsPeers map[peer.ID]peer.AddrInfo
 	// handshakes and frames bound how fast one peer may start sessions
 	// and send frames.
 	handshakes *peerLimiter
@@ -139,6 +142,7 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 		ackWaiters:  map[string][]chan struct{}{},
 		lastLookup:  map[string]time.Time{},
 		dialing:     map[peer.ID]bool{},
+		mdnsPeers:   map[peer.ID]peer.AddrInfo{},
 		handshakes:  newPeerLimiter(handshakeRate, handshakeBurst),
 		frames:      newPeerLimiter(frameRate, frameBurst),
 	}
@@ -168,6 +172,8 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 			return nil, err
 		}
 		n.mdns = m
+		n.wg.Add(1)
+		go n.mdnsRedialLoop()
 	}
 	if cfg.Deliver {
 		users, err := outboxUsers(st)

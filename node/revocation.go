@@ -51,8 +51,13 @@ func (n *Node) startRevocations() error {
 	return nil
 }
 
-// fetchCRLFromCA gets the CA's newest CRL once, retrying with backoff
-// while the CA is unreachable.
+// crlRefreshInterval is how often a node asks the CA for its CRL beyond
+// gossip and handshakes, which miss a node that was cut off while
+// idle.
+const crlRefreshInterval = 5 * time.Minute
+
+// fetchCRLFromCA gets the CA's newest CRL at start and then every
+// crlRefreshInterval, retrying with backoff while the CA is unreachable.
 func (n *Node) fetchCRLFromCA() {
 	backoff := minBackoff
 	for n.ctx.Err() == nil {
@@ -66,15 +71,18 @@ func (n *Node) fetchCRLFromCA() {
 			_, err = n.rev.Fetch(ctx, ca.ID)
 		}
 		cancel()
-		if err == nil {
-			return
+		wait := crlRefreshInterval
+		if err != nil {
+			n.log.Debug("fetch CRL from the CA failed, will retry", "in", backoff, "err", err)
+			wait = backoff
+			backoff = min(2*backoff, maxBackoff)
+		} else {
+			backoff = minBackoff
 		}
-		n.log.Debug("fetch CRL from the CA failed, will retry", "in", backoff, "err", err)
 		select {
 		case <-n.ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
