@@ -5,7 +5,7 @@ BIN     ?= bin/skm
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/skm-p2p/skm/node.Version=$(VERSION)
 
-.PHONY: all build test vet fuzz demo clean
+.PHONY: all build test vet fuzz demo demo-lan interop-deps clean
 
 all: build
 
@@ -20,9 +20,21 @@ vet:
 demo: build
 	SKM=$(BIN) bash scripts/demo.sh
 
+# The same chat on a LAN of network namespaces, the nodes finding each
+# other with mDNS only. Needs root and iproute2.
+demo-lan: build
+	SKM=$(BIN) bash scripts/demo-lan.sh
+
+# The js-libp2p peer that TestInteropJSLibp2p runs against a daemon:
+# npm ci installs its locked packages whenever the lockfile is newer.
+interop-deps: interop/js/node_modules/.package-lock.json
+
+interop/js/node_modules/.package-lock.json: interop/js/package-lock.json
+	npm ci --prefix interop/js --no-audit --no-fund
+
 # The end-to-end tests in cmd/skm build the binary themselves and run
 # real skm processes on loopback; they need openssl on PATH.
-test: vet
+test: vet interop-deps
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # A short run of every fuzz target, beyond the seed corpus that
