@@ -83,9 +83,17 @@ var errOutboxEmpty = errors.New("outbox empty")
 // deliver writes every queued message for user that the current session
 // has not carried yet, oldest first.
 func (n *Node) deliver(user string) error {
-	pending, err := pendingMessages(n.st, user)
+	n.mu.Lock()
+	start := n.outboxStart[user]
+	n.mu.Unlock()
+	pending, first, err := pendingMessages(n.st, user, start)
 	if err != nil {
 		return err
+	}
+	if first != "" {
+		n.mu.Lock()
+		n.outboxStart[user] = first
+		n.mu.Unlock()
 	}
 	if len(pending) == 0 {
 		return errOutboxEmpty

@@ -188,23 +188,27 @@ func getMessage(tx *store.Tx, key string) (*Message, error) {
 	return &m, nil
 }
 
-// pendingMessages returns the outbox of peerUser, oldest first.
-func pendingMessages(st *store.Store, peerUser string) ([]*Message, error) {
+// pendingMessages returns the outbox of peerUser, oldest first, and the
+// key of the oldest. The scan starts at start, a key returned by an
+// earlier call: every message below it has been delivered, and new ones
+// sort after it, because sequence numbers only grow.
+func pendingMessages(st *store.Store, peerUser, start string) ([]*Message, string, error) {
 	var out []*Message
+	first := ""
 	err := st.View(func(tx *store.Tx) error {
-		return tx.Each(store.Outbox, func(key string, _ []byte) error {
-			if !strings.HasPrefix(key, peerUser+"/") {
-				return nil
-			}
+		return tx.EachFrom(store.Outbox, peerUser+"/", start, func(key string, _ []byte) error {
 			m, err := getMessage(tx, key)
 			if err != nil {
 				return err
+			}
+			if first == "" {
+				first = key
 			}
 			out = append(out, m)
 			return nil
 		})
 	})
-	return out, err
+	return out, first, err
 }
 
 // outboxUsers returns the users that have messages waiting.

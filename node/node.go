@@ -88,6 +88,10 @@ type Node struct {
 	mdns io.Closer
 	// dialing holds the peers found by mDNS that a dial is under way to.
 	dialing map[peer.ID]bool
+	// outboxStart holds, per user, the key of the oldest message that
+	// was pending at the last delivery, where the next outbox scan
+	// starts.
+	outboxStart map[string]string
 	// mdnsPeers holds every peer mDNS found, with its addresses, to dial
 	// again when its session is lost.
 	mdnsPeers map[peer.ID]peer.AddrInfo
@@ -143,6 +147,7 @@ func Start(ctx context.Context, st *store.Store, cfg Config) (*Node, error) {
 		lastLookup:  map[string]time.Time{},
 		dialing:     map[peer.ID]bool{},
 		mdnsPeers:   map[peer.ID]peer.AddrInfo{},
+		outboxStart: map[string]string{},
 		handshakes:  newPeerLimiter(handshakeRate, handshakeBurst),
 		frames:      newPeerLimiter(frameRate, frameBurst),
 	}

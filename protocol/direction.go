@@ -97,10 +97,13 @@ type sender struct {
 	rekeyAfterMessages uint64
 	rekeyAfterTime     time.Duration
 	err                error
+	// buf is reused for every frame sealed, which is safe because the
+	// writer writes each frame, under mu, before it seals the next.
+	buf []byte
 }
 
 // seal returns the wire form of one frame, length prefix included, and
-// advances the sequence number.
+// advances the sequence number. The result is valid until the next seal.
 func (d *sender) seal(id *[32]byte, typ FrameType, body []byte) ([]byte, error) {
 	if d.seq == math.MaxUint64 {
 		return nil, errors.New("write session frame: sequence numbers exhausted, start a new session")
@@ -111,8 +114,11 @@ func (d *sender) seal(id *[32]byte, typ FrameType, body []byte) ([]byte, error) 
 		}
 	}
 
-	buf := make([]byte, frameHeaderSize+sessionHeaderSize,
-		frameHeaderSize+sessionHeaderSize+len(body)+sessionTagSize)
+	size := frameHeaderSize + sessionHeaderSize + len(body) + sessionTagSize
+	if cap(d.buf) < size {
+		d.buf = make([]byte, 0, size)
+	}
+	buf := d.buf[:frameHeaderSize+sessionHeaderSize]
 	header := buf[frameHeaderSize:]
 	frameHeader{typ: typ, epoch: d.epoch, seq: d.seq}.put(header)
 	nonce := frameNonce(d.seq)

@@ -1,12 +1,14 @@
 package protocol
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/flynn/noise"
@@ -155,8 +157,69 @@ func (c *HandshakeConfig) setDefaults() {
 	}
 }
 
-// noiseSuite is Noise_XX_25519_AESGCM_SHA256 without its pattern.
-var noiseSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
+// newNoiseSuite returns Noise_XX_25519_AESGCM_SHA256 without its pattern,
+// with a DH function of its own for one handshake (see x25519).
+func newNoiseSuite() (noise.CipherSuite, *x25519) {
+	dh := &x25519{keys: map[[32]byte]*ecdh.PrivateKey{}}
+	return noise.NewCipherSuite(dh, noise.CipherAESGCM, noise.HashSHA256), dh
+}
+
+// x25519 is Noise's 25519 DH function on crypto/ecdh that keeps the
+// parsed private keys it generated. flynn/noise's DH25519 goes through
+// x/crypto's curve25519.X25519, which parses the private key for every
+// DH and so computes its public key each time: twice the scalar
+// multiplications a handshake needs. Each handshake gets its own x25519,
+// and wipe drops its keys.
+type x25519 struct {
+	mu   sync.Mutex
+	keys map[[32]byte]*ecdh.PrivateKey
+}
+
+func (d *x25519) GenerateKeypair(rng io.Reader) (noise.DHKey, error) {
+	priv, err := ecdh.X25519().GenerateKey(rng)
+	if err != nil {
+		return noise.DHKey{}, err
+	}
+	var id [32]byte
+	copy(id[:], priv.Bytes())
+	d.mu.Lock()
+	d.keys[id] = priv
+	d.mu.Unlock()
+	return noise.DHKey{Private: priv.Bytes(), Public: priv.PublicKey().Bytes()}, nil
+}
+
+func (d *x25519) DH(privkey, pubkey []byte) ([]byte, error) {
+	var id [32]byte
+	copy(id[:], privkey)
+	d.mu.Lock()
+	priv := d.keys[id]
+	d.mu.Unlock()
+	clear(id[:])
+	if priv == nil {
+		var err error
+		if priv, err = ecdh.X25519().NewPrivateKey(privkey); err != nil {
+			return nil, err
+		}
+	}
+	pub, err := ecdh.X25519().NewPublicKey(pubkey)
+	if err != nil {
+		return nil, err
+	}
+	return priv.ECDH(pub)
+}
+
+func (d *x25519) DHLen() int     { return 32 }
+func (d *x25519) DHName() string { return "25519" }
+
+// wipe forgets the keys. crypto/ecdh keeps its own copy of each private
+// key, which this package cannot zero; it becomes garbage here.
+func (d *x25519) wipe() {
+	d.mu.Lock()
+	for id := range d.keys {
+		delete(d.keys, id)
+	}
+	d.mu.Unlock()
+}
 
 // handshake is the state of one side of a handshake in progress.
 type handshake struct {
@@ -165,6 +228,7 @@ type handshake struct {
 	role   role
 	static noise.DHKey
 	noise  *noise.HandshakeState
+	dh     *x25519
 }
 
 // runHandshake runs the handshake without checking the local
@@ -203,7 +267,8 @@ func runHandshake(conn Conn, cfg HandshakeConfig, r role) (*Session, error) {
 // newHandshake makes a fresh X25519 static key, so that every key the
 // handshake uses is ephemeral, and starts the Noise XX state.
 func newHandshake(conn Conn, cfg HandshakeConfig, r role) (*handshake, error) {
-	static, err := noiseSuite.GenerateKeypair(rand.Reader)
+	suite, dh := newNoiseSuite()
+	static, err := suite.GenerateKeypair(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +277,7 @@ func newHandshake(conn Conn, cfg HandshakeConfig, r role) (*handshake, error) {
 		initiator, responder = responder, initiator
 	}
 	state, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   noiseSuite,
+		CipherSuite:   suite,
 		Random:        rand.Reader,
 		Pattern:       noise.HandshakeXX,
 		Initiator:     r == roleInitiator,
@@ -223,7 +288,7 @@ func newHandshake(conn Conn, cfg HandshakeConfig, r role) (*handshake, error) {
 		clear(static.Private)
 		return nil, err
 	}
-	return &handshake{conn: conn, cfg: cfg, role: r, static: static, noise: state}, nil
+	return &handshake{conn: conn, cfg: cfg, role: r, static: static, noise: state, dh: dh}, nil
 }
 
 // wipe zeroes the private keys of the handshake.
@@ -234,6 +299,7 @@ func newHandshake(conn Conn, cfg HandshakeConfig, r role) (*handshake, error) {
 func (h *handshake) wipe() {
 	clear(h.static.Private)
 	clear(h.noise.LocalEphemeral().Private)
+	h.dh.wipe()
 }
 
 // initiate sends message 1 (e), reads message 2 (e, ee, s, es and the

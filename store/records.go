@@ -111,16 +111,28 @@ func (tx *Tx) Delete(t Table, key string) error {
 // Each calls fn for every record of t in key order and stops at the first
 // error fn returns.
 func (tx *Tx) Each(t Table, fn func(key string, value []byte) error) error {
-	prefix := recordKey(t, "")
-	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	return tx.EachFrom(t, "", "", fn)
+}
+
+// EachFrom calls fn, in key order, for every record of t whose key starts
+// with prefix and is not below start, and stops at the first error fn
+// returns. Seeking to start skips the deletion markers of removed records
+// before it, which a scan from the beginning of prefix would walk.
+func (tx *Tx) EachFrom(t Table, prefix, start string, fn func(key string, value []byte) error) error {
+	tablePrefix := recordKey(t, "")
+	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: recordKey(t, prefix)})
 	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
+	seek := recordKey(t, prefix)
+	if start > prefix {
+		seek = recordKey(t, start)
+	}
+	for it.Seek(seek); it.Valid(); it.Next() {
 		item := it.Item()
 		value, err := item.ValueCopy(nil)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", t, err)
 		}
-		key := strings.TrimPrefix(string(item.Key()), string(prefix))
+		key := strings.TrimPrefix(string(item.Key()), string(tablePrefix))
 		if err := fn(key, value); err != nil {
 			return err
 		}
