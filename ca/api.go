@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -52,6 +53,12 @@ func NewAPIHandler(a *Authority) http.Handler {
 		var req tokenRequest
 		if err := localapi.ReadJSON(r, &req); err != nil {
 			localapi.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		// Bound the seconds before converting, so that a huge value
+		// cannot overflow into an accepted lifetime.
+		if req.TTLSeconds < int64(MinTokenTTL/time.Second) || req.TTLSeconds > int64(MaxTokenTTL/time.Second) {
+			localapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("invalid token lifetime of %d seconds: use %s to %s", req.TTLSeconds, MinTokenTTL, MaxTokenTTL))
 			return
 		}
 		t, err := a.NewToken(req.User, time.Duration(req.TTLSeconds)*time.Second)

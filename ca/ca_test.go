@@ -647,7 +647,7 @@ func checkCode(t *testing.T, err error, code protocol.Code) {
 
 func TestClientLocalAPI(t *testing.T) {
 	a, _, _ := newAuthority(t, ca.Config{})
-	path := filepath.Join(t.TempDir(), localapi.SocketName)
+	path := filepath.Join(privateDir(t), localapi.SocketName)
 	ln, err := localapi.Listen(path)
 	if err != nil {
 		t.Fatalf("localapi.Listen: %v", err)
@@ -707,7 +707,7 @@ func TestClientLocalAPI(t *testing.T) {
 }
 
 func TestDialWithoutServer(t *testing.T) {
-	path := filepath.Join(t.TempDir(), localapi.SocketName)
+	path := filepath.Join(privateDir(t), localapi.SocketName)
 	if _, err := ca.Dial(path); !errors.Is(err, localapi.ErrNotRunning) {
 		t.Errorf("ca.Dial with no server returned %v, want ErrNotRunning", err)
 	}
@@ -721,4 +721,15 @@ func mustParseURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// privateDir returns a temporary directory of mode 0700, as the local API
+// requires of the home it serves in.
+func privateDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -75,5 +75,5 @@ func (a *Authority) enroll(s network.Stream) (resp protocol.EnrollResponse, user
 }
 
 func rejection(code protocol.Code, message string) protocol.EnrollResponse {
-	return protocol.EnrollResponse{Error: &protocol.Error{Code: code, Message: message}}
+	return protocol.EnrollResponse{Error: protocol.Errorf(code, "%s", message)}
 }

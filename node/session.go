@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -236,6 +237,11 @@ func (n *Node) receiveData(s *session, body []byte) error {
 	id, sent, text, err := decodeData(body)
 	if err != nil {
 		return err
+	}
+	if text == "" || !utf8.ValidString(text) {
+		// Send never produces such a message, so the peer is not skm or
+		// is misbehaving.
+		return fmt.Errorf("message %s has empty or invalid UTF-8 text", id)
 	}
 	m := &Message{
 		ID:        id,

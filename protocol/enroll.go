@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // EnrollID is the protocol ID of enrollment. A node opens a stream to the
@@ -71,9 +72,25 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s", e.Code, e.Message)
 }
 
-// Errorf returns an [*Error] with the given code and formatted message.
+// MaxErrorMessage bounds the message of an [Error] made by [Errorf]. A
+// message may quote the request, and JSON may escape each byte of it as
+// six, so this bound keeps a rejection within the smallest response
+// frame, [MaxRevokeResponseSize].
+const MaxErrorMessage = 512
+
+// Errorf returns an [*Error] with the given code and formatted message,
+// cut to [MaxErrorMessage] bytes.
 func Errorf(code Code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > MaxErrorMessage {
+		const ellipsis = "..."
+		cut := MaxErrorMessage - len(ellipsis)
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + ellipsis
+	}
+	return &Error{Code: code, Message: msg}
 }
 
 // DecodeEnrollRequest parses and checks a request frame. It checks the

@@ -167,6 +167,9 @@ func ReadJSON(r *http.Request, v any) error {
 		}
 		return fmt.Errorf("invalid request body: %w", err)
 	}
+	if dec.More() || dec.Decode(new(json.RawMessage)) != io.EOF {
+		return errors.New("invalid request body: data after the JSON value")
+	}
 	return nil
 }
 
