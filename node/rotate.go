@@ -110,10 +110,14 @@ func (n *Node) drainSessions(match func(*session) bool) {
 	}
 	n.mu.Unlock()
 	for _, s := range drain {
-		s.write(protocol.FrameClose, nil)
-		s.stream.CloseWrite()
-		s.stream.SetReadDeadline(time.Now().Add(rotationOverlap))
 		n.wakeWorker(s.peerUser)
+		// One goroutine a session, so that a peer that does not read
+		// holds up only its own close frame, not the others'.
+		n.goTracked(func() {
+			s.write(protocol.FrameClose, nil)
+			s.stream.CloseWrite()
+			s.stream.SetReadDeadline(time.Now().Add(rotationOverlap))
+		})
 	}
 }
 

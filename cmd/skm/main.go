@@ -102,6 +102,7 @@ SKM_PASSPHRASE environment variable, else a prompt on the terminal.`,
 		newRotateCommand(g),
 		newRevokeCommand(g),
 		newCACommand(g),
+		newBenchCommand(),
 		newVersionCommand(),
 	)
 	return root
