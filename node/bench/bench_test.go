@@ -122,7 +122,6 @@ func BenchmarkCryptoLimit(b *testing.B) {
 		run  func(n int) (time.Duration, error)
 	}{
 		{"ecdh", p.CryptoLimit},
-		{"noise", p.NoiseCrypto},
 	} {
 		b.Run(bm.name, func(b *testing.B) {
 			elapsed, err := bm.run(b.N)

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/flynn/noise"
-
 	"github.com/skm-p2p/skm/node"
 	"github.com/skm-p2p/skm/protocol"
 )
@@ -68,19 +66,8 @@ var noiseDH = [6][2]int{{0, 2}, {0, 3}, {1, 2}, {2, 0}, {3, 0}, {2, 1}}
 // through crypto/ecdh, at the cost of one scalar multiplication per
 // operation. A handshake adds message I/O, the stream, JSON, certificate
 // parsing, hashing, AES-GCM and any extra work its libraries do.
-// [Pair.NoiseCrypto] measures the largest of those extras.
 func (p *Pair) CryptoLimit(n int) (time.Duration, error) {
 	return p.timeCrypto(n, ecdhX25519)
-}
-
-// NoiseCrypto runs the operations of [Pair.CryptoLimit], but makes the
-// X25519 calls through flynn/noise's DH25519, as the handshake does.
-// DH25519 calls golang.org/x/crypto/curve25519.X25519, which builds a
-// crypto/ecdh private key for every call and so computes the public key
-// too: each key pair and each Diffie-Hellman operation costs two scalar
-// multiplications instead of one (x/crypto v0.59.0, Go 1.26).
-func (p *Pair) NoiseCrypto(n int) (time.Duration, error) {
-	return p.timeCrypto(n, noiseX25519)
 }
 
 func (p *Pair) timeCrypto(n int, x25519 func() error) (time.Duration, error) {
@@ -110,24 +97,6 @@ func ecdhX25519() error {
 	}
 	for _, d := range noiseDH {
 		if _, err := keys[d[0]].ECDH(keys[d[1]].PublicKey()); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// noiseX25519 does what ecdhX25519 does through flynn/noise.
-func noiseX25519() error {
-	var keys [4]noise.DHKey
-	for i := range keys {
-		k, err := noise.DH25519.GenerateKeypair(rand.Reader)
-		if err != nil {
-			return err
-		}
-		keys[i] = k
-	}
-	for _, d := range noiseDH {
-		if _, err := noise.DH25519.DH(keys[d[0]].Private, keys[d[1]].Public); err != nil {
 			return err
 		}
 	}

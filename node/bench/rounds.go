@@ -66,20 +66,16 @@ func alternate(ctx context.Context, d time.Duration, sides ...batchFunc) ([]tall
 	return tallies, nil
 }
 
-// measureHandshakes compares the handshake rate with the crypto limit,
-// and reports the rate of the crypto operations as the handshake calls
-// them.
+// measureHandshakes compares the handshake rate with the crypto limit.
 func (p *Pair) measureHandshakes(ctx context.Context, d time.Duration) ([]Result, error) {
 	t, err := alternate(ctx, d,
 		func(n int) (time.Duration, error) { return p.Handshakes(ctx, n) },
-		p.CryptoLimit,
-		p.NoiseCrypto)
+		p.CryptoLimit)
 	if err != nil {
 		return nil, err
 	}
 	return []Result{
 		compare("handshake rate", "handshakes/s", t[0].rate(), t[1].rate(), "crypto limit", Target{Ratio: 0.5}),
-		{Name: "handshake crypto through flynn/noise", Unit: "handshakes/s", SKM: t[2].rate()},
 	}, nil
 }
 
