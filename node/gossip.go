@@ -117,6 +117,9 @@ func (r *Revocations) validate(_ context.Context, from peer.ID, m *pubsub.Messag
 	if !r.isNewer(crl) {
 		return pubsub.ValidationIgnore
 	}
+	// The read loop applies the CRL parsed and verified here, instead of
+	// checking its signature a second time.
+	m.ValidatorData = crl
 	return pubsub.ValidationAccept
 }
 
@@ -133,7 +136,12 @@ func (r *Revocations) readLoop(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		if _, err := r.Offer(m.Data, "gossip from "+m.ReceivedFrom.String()); err != nil {
+		source := "gossip from " + m.ReceivedFrom.String()
+		if crl, ok := m.ValidatorData.(*x509.RevocationList); ok {
+			r.offerVerified(crl, source)
+			continue
+		}
+		if _, err := r.Offer(m.Data, source); err != nil {
 			r.log.Debug("revocation notice dropped", "from", m.ReceivedFrom.String(), "reason", err.Error())
 		}
 	}
@@ -146,18 +154,24 @@ func (r *Revocations) Offer(der []byte, source string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return r.offerVerified(crl, source), nil
+}
+
+// offerVerified makes crl, which [ca.VerifyCRL] accepted, current and
+// applies it if it is newer than the current one.
+func (r *Revocations) offerVerified(crl *x509.RevocationList, source string) bool {
 	// applyMu makes the check, the swap and apply one step, so CRLs are
 	// applied in number order; mu alone guards current for readers.
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	if !r.isNewer(crl) {
-		return false, nil
+		return false
 	}
 	r.mu.Lock()
 	r.current = crl
 	r.mu.Unlock()
 	r.apply(crl, source)
-	return true, nil
+	return true
 }
 
 // Publish sends a new CRL to the topic. The CA calls it for each CRL it

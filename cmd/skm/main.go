@@ -103,6 +103,7 @@ SKM_PASSPHRASE environment variable, else a prompt on the terminal.`,
 		newRevokeCommand(g),
 		newCACommand(g),
 		newBenchCommand(),
+		newSimCommand(),
 		newVersionCommand(),
 	)
 	return root
