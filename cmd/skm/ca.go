@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -270,32 +269,17 @@ func startCARevocations(ctx context.Context, h host.Host, a *ca.Authority, log *
 }
 
 // openAdmin returns the running CA's API client, or the CA opened from
-// its store when no CA runs. close releases what was opened.
-func (g *globals) openAdmin() (admin ca.Admin, close func(), err error) {
+// its store when no CA runs. done releases what was opened.
+func (g *globals) openAdmin() (admin ca.Admin, done func(), err error) {
 	home, err := g.caHome()
 	if err != nil {
 		return nil, nil, err
 	}
-	socket := filepath.Join(home, localapi.SocketName)
-	if localapi.Running(socket) {
-		c, err := ca.Dial(socket)
-		if err == nil {
-			return c, func() {}, nil
-		}
-		if !errors.Is(err, localapi.ErrNotRunning) {
-			return nil, nil, err
-		}
-	}
-	st, err := g.openStore(home, "skm ca init")
-	if err != nil {
-		return nil, nil, err
-	}
-	a, err := ca.Load(st, ca.Config{Log: slog.Default()})
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return a, func() { st.Close() }, nil
+	dial := func(socket string) (ca.Admin, error) { return ca.Dial(socket) }
+	return openBackend(g, home, "skm ca init", dial, func(st *store.Store) (ca.Admin, func(), error) {
+		a, err := ca.Load(st, ca.Config{Log: slog.Default()})
+		return a, func() {}, err
+	})
 }
 
 func newCATokenCommand(g *globals) *cobra.Command {

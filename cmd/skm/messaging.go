@@ -25,6 +25,7 @@ import (
 	"github.com/skm-p2p/skm/internal/localapi"
 	"github.com/skm-p2p/skm/node"
 	"github.com/skm-p2p/skm/protocol"
+	"github.com/skm-p2p/skm/store"
 )
 
 // DefaultNodePort is the TCP and UDP port "skm daemon" listens on by
@@ -39,26 +40,42 @@ func (g *globals) openService(ctx context.Context, listen []ma.Multiaddr) (svc n
 	if err != nil {
 		return nil, nil, err
 	}
+	dial := func(socket string) (node.Service, error) { return node.Dial(socket) }
+	return openBackend(g, home, "skm init", dial, func(st *store.Store) (node.Service, func(), error) {
+		n, err := node.Start(ctx, st, node.Config{Listen: listen, Log: slog.Default()})
+		if err != nil {
+			return nil, nil, err
+		}
+		return n, func() { n.Close() }, nil
+	})
+}
+
+// openBackend returns, through dial, a client of the process serving the
+// local API of home or, when none does, what start makes of the home's
+// store, which it opens. done releases what was opened.
+func openBackend[T any](g *globals, home, initHint string, dial func(socket string) (T, error),
+	start func(*store.Store) (T, func(), error)) (backend T, done func(), err error) {
+	var zero T
 	socket := filepath.Join(home, localapi.SocketName)
 	if localapi.Running(socket) {
-		c, err := node.Dial(socket)
+		c, err := dial(socket)
 		if err == nil {
 			return c, func() {}, nil
 		}
 		if !errors.Is(err, localapi.ErrNotRunning) {
-			return nil, nil, err
+			return zero, nil, err
 		}
 	}
-	st, err := g.openStore(home, "skm init")
+	st, err := g.openStore(home, initHint)
 	if err != nil {
-		return nil, nil, err
+		return zero, nil, err
 	}
-	n, err := node.Start(ctx, st, node.Config{Listen: listen, Log: slog.Default()})
+	b, stop, err := start(st)
 	if err != nil {
 		st.Close()
-		return nil, nil, err
+		return zero, nil, err
 	}
-	return n, func() { n.Close(); st.Close() }, nil
+	return b, func() { stop(); st.Close() }, nil
 }
 
 func newDaemonCommand(g *globals) *cobra.Command {
