@@ -191,6 +191,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// ValidateName returns an error unless name is a valid CA name: 1 to 64
+// printable characters with no leading or trailing space.
+func ValidateName(name string) error { return validateCAName(name) }
+
 func validateCAName(name string) error {
 	if name == "" || len(name) > 64 || strings.TrimSpace(name) != name {
 		return fmt.Errorf("invalid CA name %q: use 1 to 64 characters with no leading or trailing space", name)

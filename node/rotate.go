@@ -26,10 +26,14 @@ const rotationOverlap = 30 * time.Second
 // closed for writing and read for a short overlap, and new sessions
 // present the new certificate; unacknowledged messages stay queued and
 // go out on those.
-func (n *Node) Rotate(ctx context.Context) (*Identity, error) {
+//
+// With a token from the CA operator, the request carries the token
+// instead of the continuity signature: the way back for a node whose
+// certificate was revoked, whose key can no longer vouch for anything.
+func (n *Node) Rotate(ctx context.Context, token string) (*Identity, error) {
 	n.rotateMu.Lock()
 	defer n.rotateMu.Unlock()
-	id, err := rotate(ctx, n.st, n.h)
+	id, err := rotate(ctx, n.st, n.h, token)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +44,7 @@ func (n *Node) Rotate(ctx context.Context) (*Identity, error) {
 	return id, nil
 }
 
-func rotate(ctx context.Context, st *store.Store, h host.Host) (*Identity, error) {
+func rotate(ctx context.Context, st *store.Store, h host.Host, token string) (*Identity, error) {
 	id, err := LoadIdentity(st)
 	if err != nil {
 		return nil, err
@@ -62,7 +66,10 @@ func rotate(ctx context.Context, st *store.Store, h host.Host) (*Identity, error
 	if err != nil {
 		return nil, err
 	}
-	req := protocol.EnrollRequest{CSR: csr, Continuity: ed25519.Sign(id.SigningKey, ca.ContinuityMessage(csr))}
+	req := protocol.EnrollRequest{CSR: csr, Token: token}
+	if token == "" {
+		req.Continuity = ed25519.Sign(id.SigningKey, ca.ContinuityMessage(csr))
+	}
 	ctx, cancel := context.WithTimeout(ctx, DefaultEnrollTimeout)
 	defer cancel()
 	cert, caCert, err := requestCertificate(ctx, h, *caInfo, req)
@@ -132,10 +139,10 @@ func (n *Node) renewLoop() {
 		wait := min(due.Sub(n.cfg.Now()), time.Minute)
 		if wait <= 0 {
 			if err := n.checkRevoked(cert); err != nil {
-				n.log.Error("cannot renew a revoked certificate: ask the CA operator for a token and run skm enroll", "err", err)
+				n.log.Error("cannot renew a revoked certificate: ask the CA operator for a token and run skm rotate --token TOKEN", "err", err)
 				return
 			}
-			if _, err := n.Rotate(n.ctx); err != nil {
+			if _, err := n.Rotate(n.ctx, ""); err != nil {
 				n.log.Warn("certificate renewal failed, will retry", "in", backoff, "err", err)
 				wait = backoff
 				backoff = min(2*backoff, maxBackoff)

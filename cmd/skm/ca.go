@@ -42,7 +42,8 @@ list certificates. The CA's home defaults to $SKM_CA_HOME or ~/.skm-ca.
 token, list and cert work whether or not 'skm ca serve' is running: while
 it runs they go through its local API socket, otherwise they open the
 store themselves.`,
-		Args: exactArgs(),
+		Args: groupArgs,
+		RunE: groupHelp,
 	}
 	cmd.AddCommand(
 		newCAInitCommand(g),
@@ -66,6 +67,9 @@ func newCAInitCommand(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" {
 				return usagef("missing --name: name the CA")
+			}
+			if err := ca.ValidateName(name); err != nil {
+				return usageError{err}
 			}
 			home, err := g.caHome()
 			if err != nil {
@@ -183,7 +187,7 @@ func runCAServe(cmd *cobra.Command, g *globals, hc node.HostConfig, mdns bool, c
 	h.SetStreamHandler(protocol.DirectoryID, a.HandleDirectory)
 	h.SetStreamHandler(protocol.RevokeID, a.HandleRevoke)
 	h.SetStreamHandler(protocol.StatusID, a.HandleStatus)
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	rev, err := startCARevocations(ctx, h, a, log)
 	if err != nil {
@@ -277,7 +281,7 @@ func (g *globals) openAdmin() (admin ca.Admin, done func(), err error) {
 	}
 	dial := func(socket string) (ca.Admin, error) { return ca.Dial(socket) }
 	return openBackend(g, home, "skm ca init", dial, func(st *store.Store) (ca.Admin, func(), error) {
-		a, err := ca.Load(st, ca.Config{Log: slog.Default()})
+		a, err := ca.Load(st, ca.Config{Log: g.commandLogger()})
 		return a, func() {}, err
 	})
 }

@@ -38,6 +38,8 @@ type globals struct {
 	home           string
 	passphraseFile string
 	logLevel       string
+	// logLevelSet records whether --log-level was given.
+	logLevelSet bool
 }
 
 func main() {
@@ -86,6 +88,7 @@ SKM_PASSPHRASE environment variable, else a prompt on the terminal.`,
 	pf.StringVar(&g.passphraseFile, "passphrase-file", "", "read the store passphrase from this file")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		g.logLevelSet = cmd.Flags().Changed("log-level")
 		return setupLogging(g.logLevel)
 	}
 	root.AddCommand(
@@ -119,6 +122,17 @@ func setupLogging(level string) error {
 	return nil
 }
 
+// commandLogger returns the logger for a node or CA that a one-shot
+// command runs in its own process: the default logger if --log-level was
+// given, else one that shows only warnings and errors, so the command's
+// own output is not buried in the node's routine lines.
+func (g *globals) commandLogger() *slog.Logger {
+	if g.logLevelSet {
+		return slog.Default()
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 // nodeHome returns the node's home directory.
 func (g *globals) nodeHome() (string, error) {
 	return resolveHome(g.home, "SKM_HOME", ".skm")
@@ -147,12 +161,27 @@ func resolveHome(flag, env, dir string) (string, error) {
 // arguments.
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != len(names) && len(names) == 0 {
+			return usagef("%s takes no arguments, got %q", cmd.CommandPath(), args)
+		}
 		if len(args) != len(names) {
 			return usagef("%s takes %d argument(s): %s", cmd.CommandPath(), len(names), strings.Join(names, " "))
 		}
 		return nil
 	}
 }
+
+// groupArgs rejects an unknown subcommand of a command that only groups
+// others, such as "skm ca nosuch", as a usage error.
+func groupArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return nil
+}
+
+// groupHelp prints the help of a command that only groups others.
+func groupHelp(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{

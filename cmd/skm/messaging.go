@@ -42,7 +42,7 @@ func (g *globals) openService(ctx context.Context, listen []ma.Multiaddr) (svc n
 	}
 	dial := func(socket string) (node.Service, error) { return node.Dial(socket) }
 	return openBackend(g, home, "skm init", dial, func(st *store.Store) (node.Service, func(), error) {
-		n, err := node.Start(ctx, st, node.Config{Listen: listen, Log: slog.Default()})
+		n, err := node.Start(ctx, st, node.Config{Listen: listen, Log: g.commandLogger()})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -156,7 +156,7 @@ func runDaemon(cmd *cobra.Command, g *globals, cfg node.Config) error {
 	defer st.Close()
 	log := slog.Default()
 	cfg.Log = log
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	n, err := node.Start(ctx, st, cfg)
 	if err != nil {
@@ -379,7 +379,8 @@ USER appear with their time. Ctrl-D or Ctrl-C ends the chat. Lines that
 cannot be delivered at once are queued and marked so.
 
 With no daemon running, chat runs the node itself for as long as it
-lasts, listening on the --listen addresses.`,
+lasts. It dials out to USER, and with --listen it also accepts
+connections on those addresses.`,
 		Example: "  skm chat bob",
 		Args:    exactArgs("USER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -387,11 +388,14 @@ lasts, listening on the --listen addresses.`,
 			if err := protocol.ValidateUserName(peerUser); err != nil {
 				return usageError{err}
 			}
-			addrs, err := parseListen(listen, DefaultNodePort)
-			if err != nil {
-				return err
+			var addrs []ma.Multiaddr
+			if len(listen) > 0 {
+				var err error
+				if addrs, err = parseListen(listen, DefaultNodePort); err != nil {
+					return err
+				}
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			svc, done, err := g.openService(ctx, addrs)
 			if err != nil {
@@ -425,10 +429,16 @@ func runChat(ctx context.Context, in io.Reader, out io.Writer, svc node.Service,
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 0, 4096), node.MaxTextSize+1)
-		for sc.Scan() {
-			lines <- sc.Text()
+		r := bufio.NewReader(in)
+		for {
+			line, err := r.ReadString('\n')
+			line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+			if line != "" {
+				lines <- line
+			}
+			if err != nil {
+				return
+			}
 		}
 	}()
 	for {
@@ -440,6 +450,10 @@ func runChat(ctx context.Context, in io.Reader, out io.Writer, svc node.Service,
 				return nil
 			}
 			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			if len(line) > node.MaxTextSize {
+				fmt.Fprintf(out, "not sent: the line has %d bytes, more than the %d a message may have\n", len(line), node.MaxTextSize)
 				continue
 			}
 			sendCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -532,14 +546,19 @@ func printStatus(w io.Writer, r *node.StatusReport) {
 
 func newRotateCommand(g *globals) *cobra.Command {
 	var asJSON bool
+	var token string
 	cmd := &cobra.Command{
 		Use:   "rotate [--json]",
 		Short: "Move to a fresh signing key: key version N+1 with a new certificate",
 		Long: `Generate key version N+1, have the CA certify it with a request signed by
 version N, and make it current. The CA revokes version N as superseded.
 Peers pick up the new certificate at their next handshake, and queued
-messages are delivered as usual: nothing in flight is lost.`,
-		Example: "  skm rotate",
+messages are delivered as usual: nothing in flight is lost.
+
+After the CA revoked this node's certificate, its key can no longer
+vouch for a successor: get a token from the CA operator and run
+skm rotate --token TOKEN.`,
+		Example: "  skm rotate\n  skm rotate --token TOKEN",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			svc, done, err := g.openService(cmd.Context(), nil)
@@ -547,7 +566,7 @@ messages are delivered as usual: nothing in flight is lost.`,
 				return err
 			}
 			defer done()
-			who, err := svc.RotateKey(cmd.Context())
+			who, err := svc.RotateKey(cmd.Context(), token)
 			if err != nil {
 				return err
 			}
@@ -560,6 +579,7 @@ messages are delivered as usual: nothing in flight is lost.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the new identity as JSON")
+	cmd.Flags().StringVar(&token, "token", "", "enrollment token from the CA operator, to recover after a revocation")
 	return cmd
 }
 
@@ -572,7 +592,7 @@ func newRevokeCommand(g *globals) *cobra.Command {
 signed by the certified key; the CA gossips the revocation to every node.
 Use it when the key may be compromised. Afterwards no peer accepts this
 certificate, and the CA will not certify its key again: ask the CA
-operator for a token to enroll a new key.`,
+operator for a token and run skm rotate --token TOKEN for a new key.`,
 		Example: "  skm revoke --reason keyCompromise",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -186,7 +186,16 @@ func newCertCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printCert(cmd.OutOrStdout(), cert, asPEM, asJSON)
+			s := summarize(cert)
+			// The status comes from the node, which knows the newest CRL,
+			// not from the dates alone.
+			if rep, err := svc.Status(cmd.Context(), "", cert.Raw, false); err == nil {
+				s.Status = rep.State
+				if rep.Reason != "" {
+					s.Status += " (" + rep.Reason + ")"
+				}
+			}
+			return printSummary(cmd.OutOrStdout(), cert, s, asPEM, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asPEM, "pem", false, "print the certificate as PEM")
@@ -227,13 +236,16 @@ func summarize(cert *x509.Certificate) certSummary {
 }
 
 func printCert(w io.Writer, cert *x509.Certificate, asPEM, asJSON bool) error {
+	return printSummary(w, cert, summarize(cert), asPEM, asJSON)
+}
+
+func printSummary(w io.Writer, cert *x509.Certificate, s certSummary, asPEM, asJSON bool) error {
 	if asPEM && asJSON {
 		return usagef("--pem and --json cannot be combined")
 	}
 	if asPEM {
 		return pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 	}
-	s := summarize(cert)
 	if asJSON {
 		return writeJSON(w, s)
 	}

@@ -106,7 +106,7 @@ func explainStoreError(home string, err error) error {
 	case errors.Is(err, store.ErrWrongPassphrase):
 		return fmt.Errorf("wrong passphrase for the store in %s: check SKM_PASSPHRASE or --passphrase-file", home)
 	case errors.Is(err, store.ErrInUse):
-		return fmt.Errorf("store in use: another skm process has %s open; stop it or use its commands while it runs", home)
+		return fmt.Errorf("store in use: another skm process has %s open, a daemon or a command still running; wait for it or stop it", home)
 	case errors.Is(err, store.ErrExists):
 		return fmt.Errorf("%s already has a store: use another --home", home)
 	}

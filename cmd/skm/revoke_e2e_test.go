@@ -70,7 +70,14 @@ func TestRevocationReachesEveryNode(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "certificate revoked") || !strings.Contains(r.stderr, "nothing was queued") {
 		t.Errorf("send to revoked bob: exit %d\n%s", r.code, r.stderr)
 	}
-	e.run("send", "alice", "let me in", "--home", homes["bob"], "--wait", "3s")
+	r = e.run("send", "alice", "let me in", "--home", homes["bob"])
+	if r.code != 1 || !strings.Contains(r.stderr, "your own certificate revoked") {
+		t.Errorf("send by revoked bob: exit %d\n%s", r.code, r.stderr)
+	}
+	// bob's daemon, restarted, still dials alice; she rejects him.
+	nodes["bob"].cmd.Process.Signal(syscall.SIGTERM)
+	nodes["bob"].cmd.Wait()
+	nodes["bob"] = e.startNode(homes["bob"], "--peer", nodes["alice"].addrs[0])
 	waitFor(t, 20*time.Second, "alice to reject bob's handshake", func() bool {
 		log := nodes["alice"].stderr.String()
 		return strings.Contains(log, "peer rejected") && strings.Contains(log, "certificate revoked")
@@ -130,6 +137,11 @@ func TestRotationKeepsMessages(t *testing.T) {
 	if !strings.Contains(out, "rotated to key version 2") {
 		t.Fatalf("rotate printed %q", out)
 	}
+	// carol's session with alice drained, and her contact still holds
+	// alice's superseded certificate: the send finds the new one.
+	if _, state := e.sendID(homes["carol"], "alice", "right after the rotation", "15s"); state != "delivered" {
+		t.Errorf("carol to alice right after the rotation: %s", state)
+	}
 	bob = e.startNode(homes["bob"], "--peer", alice.addrs[0])
 	if _, state := e.sendID(homes["alice"], "bob", "after rotation, from alice", "15s"); state != "delivered" {
 		t.Errorf("alice to bob after rotation: %s", state)
@@ -168,10 +180,19 @@ func TestRotationKeepsMessages(t *testing.T) {
 		want = append(want, id)
 	}
 	e.startNode(homes["carol"], "--peer", alice.addrs[0])
+	fromAlice := func() []historyEntry {
+		var out []historyEntry
+		for _, m := range e.history(homes["carol"], "alice") {
+			if m.From == "alice" {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
 	waitFor(t, 30*time.Second, "carol to read every message", func() bool {
-		return len(e.history(homes["carol"], "alice")) == len(want)
+		return len(fromAlice()) == len(want)
 	})
-	for i, m := range e.history(homes["carol"], "alice") {
+	for i, m := range fromAlice() {
 		if m.ID != want[i] {
 			t.Errorf("carol's message %d is %s, want %s", i, m.ID, want[i])
 		}
@@ -218,5 +239,15 @@ func TestSelfRevocation(t *testing.T) {
 	r = e.run("revoke", "--home", bob)
 	if r.code != 1 || !strings.Contains(r.stderr, "already revoked") {
 		t.Errorf("second self-revocation: exit %d\n%s", r.code, r.stderr)
+	}
+
+	// With a token from the CA operator, bob recovers with a fresh key,
+	// and alice can write to him again.
+	token := strings.TrimSpace(e.mustRun("ca", "token", "bob", "--home", caHome))
+	if out := e.mustRun("rotate", "--token", token, "--home", bob); !strings.Contains(out, "rotated to key version 2") {
+		t.Errorf("rotate --token printed %q", out)
+	}
+	if _, state := e.sendID(alice, "bob", "welcome back", "15s"); state != "delivered" {
+		t.Errorf("alice to bob after his recovery: %s", state)
 	}
 }

@@ -24,7 +24,8 @@ func newSimCommand() *cobra.Command {
 		Long: `Commands that run many skm hosts in one process, on go-libp2p's
 in-memory mocknet, and measure them. Nothing is sent over a real network,
 and no home or running CA is needed.`,
-		Args: exactArgs(),
+		Args: groupArgs,
+		RunE: groupHelp,
 	}
 	cmd.AddCommand(newSimRevocationCommand())
 	return cmd

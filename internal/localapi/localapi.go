@@ -24,8 +24,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MaxRequestSize bounds a request body.
-const MaxRequestSize = 64 << 10
+// MaxRequestSize bounds a request body. A message of the largest size,
+// 64 KiB, takes up to six times that in JSON, where each control
+// character becomes a \u escape, so 1 MiB leaves room to spare.
+const MaxRequestSize = 1 << 20
 
 // MaxResponseSize bounds a response body read by [Client].
 const MaxResponseSize = 16 << 20
