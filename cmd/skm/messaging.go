@@ -531,7 +531,7 @@ func statusTarget(arg string) (user string, der []byte, err error) {
 	}
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return "", nil, fmt.Errorf("%s holds no PEM CERTIFICATE block", arg)
+		return "", nil, fmt.Errorf("%s contains no PEM CERTIFICATE block: give a PEM file (DER is not supported)", arg)
 	}
 	return "", block.Bytes, nil
 }
