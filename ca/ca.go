@@ -232,7 +232,7 @@ func selfSign(name string, key ed25519.PrivateKey, host peer.ID, now time.Time) 
 }
 
 // randomSerial returns a random positive 128-bit serial number, as the
-// CA/Browser Forum asks for at least 64 bits of randomness.
+// CA/Browser Forum requires at least 64 bits of randomness.
 func randomSerial() (*big.Int, error) {
 	limit := new(big.Int).Lsh(big.NewInt(1), 128)
 	for {

@@ -19,9 +19,9 @@ import (
 	"github.com/skm-p2p/skm/protocol"
 )
 
-// Service is what the messaging commands need from a node: a [*Node]
-// running in the command's own process, or a [*Client] of a running
-// daemon.
+// Service is the set of node operations the messaging commands use,
+// served by a [*Node] running in the command's own process or by a
+// [*Client] of a running daemon.
 type Service interface {
 	WhoAmI() (*WhoAmI, error)
 	Send(ctx context.Context, user, text string) (*SendResult, error)
@@ -272,8 +272,8 @@ func NewAPIHandler(n *Node) http.Handler {
 	return mux
 }
 
-// reply writes v, or err with a status that tells the caller's mistakes
-// (400) from the node's own failures (500).
+// reply writes v, or err with a status that separates the caller's
+// mistakes (400) from the node's own failures (500).
 func reply(w http.ResponseWriter, v any, err error) {
 	switch {
 	case err == nil:

@@ -23,9 +23,9 @@ const rotationOverlap = 30 * time.Second
 // Rotate generates signing key version N+1, has the CA certify it with
 // a continuity signature by version N, and makes it current. The CA
 // revokes version N as superseded. Sessions made under version N are
-// closed for writing and read for a short overlap, and new sessions
-// present the new certificate; unacknowledged messages stay queued and
-// go out on those.
+// closed for writing and read for a short overlap. New sessions present
+// the new certificate, and unacknowledged messages stay queued until
+// they go out on those.
 //
 // With a token from the CA operator, the request carries the token
 // instead of the continuity signature: the way back for a node whose

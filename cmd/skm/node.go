@@ -187,7 +187,7 @@ func newCertCommand(g *globals) *cobra.Command {
 				return err
 			}
 			s := summarize(cert)
-			// The status comes from the node, which knows the newest CRL,
+			// The status comes from the node, which has the newest CRL,
 			// not from the dates alone.
 			if rep, err := svc.Status(cmd.Context(), "", cert.Raw, false); err == nil {
 				s.Status = rep.State
