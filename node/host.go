@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -56,11 +57,21 @@ func NewHost(cfg HostConfig) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
+	// SO_REUSEPORT lets two processes listen on one port, so a second
+	// node started on a busy port would split its peers' connections with
+	// the first. Only hole punching needs it, so it is on only with
+	// relays.
+	tcpOpts := []any{tcp.DisableReuseport()}
+	quicOpts := []quicreuse.Option{quicreuse.DisableReuseport()}
+	if len(cfg.Relays) > 0 {
+		tcpOpts, quicOpts = nil, nil
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
 		libp2p.ResourceManager(rm),
-		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(tcp.NewTCPTransport, tcpOpts...),
 		libp2p.Transport(quic.NewTransport),
+		libp2p.QUICReuse(quicreuse.NewConnManager, quicOpts...),
 		libp2p.DefaultSecurity,
 		libp2p.DefaultMuxers,
 		libp2p.DisableMetrics(),
