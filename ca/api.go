@@ -12,9 +12,9 @@ import (
 	"github.com/skm-p2p/skm/internal/localapi"
 )
 
-// Admin is what the CA commands need from a CA: an [*Authority] when the
-// command opens the store itself, or a [*Client] when a running
-// "skm ca serve" has it open.
+// Admin is the set of CA operations the CA commands use, served by an
+// [*Authority] when the command opens the store itself, or by a [*Client]
+// when a running "skm ca serve" has it open.
 type Admin interface {
 	Certificate() *x509.Certificate
 	NewToken(user string, ttl time.Duration) (Token, error)
@@ -144,7 +144,7 @@ func (c *Client) call(method, path string, in, out any) error {
 // Certificate returns the CA certificate.
 func (c *Client) Certificate() *x509.Certificate { return c.cert }
 
-// NewToken asks the CA to create an enrollment token.
+// NewToken has the CA create an enrollment token.
 func (c *Client) NewToken(user string, ttl time.Duration) (Token, error) {
 	var t Token
 	err := c.call(http.MethodPost, "/v1/tokens", tokenRequest{User: user, TTLSeconds: int64(ttl / time.Second)}, &t)
@@ -158,7 +158,7 @@ func (c *Client) List() ([]IssuedCert, error) {
 	return certs, err
 }
 
-// Revoke asks the CA to revoke a certificate.
+// Revoke has the CA revoke a certificate.
 func (c *Client) Revoke(target string, reason int) (*x509.RevocationList, error) {
 	var resp certificateResponse
 	if err := c.call(http.MethodPost, "/v1/revoke", revokeRequest{Target: target, Reason: reason}, &resp); err != nil {

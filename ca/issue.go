@@ -166,10 +166,10 @@ type grant struct {
 
 // checkName enforces who may hold a user name. A free name goes to key
 // version 1 of any peer not already certified for another name. A taken
-// name gets a new certificate for the same key, version and peer; for
-// the next version with a continuity signature by the current key, which
-// needs no token; or, once the current certificate is revoked, for the
-// next version with a token.
+// name gets a new certificate in three cases only: for the same key,
+// version and peer; for the next version with a continuity signature by
+// the current key, which needs no token; and, once the current
+// certificate is revoked, for the next version with a token.
 func (a *Authority) checkName(tx *store.Tx, id protocol.Identity, r Request) (grant, error) {
 	if owner, err := tx.Get(store.Peers, id.PeerID.String()); err == nil && string(owner) != id.User {
 		return grant{}, protocol.Errorf(protocol.CodePeerMismatch,

@@ -28,7 +28,7 @@ type Token struct {
 	Expires time.Time `json:"expires"`
 }
 
-// tokenRecord is what the store keeps of a token. The token itself is
+// tokenRecord is the stored form of a token. The token itself is
 // never stored, only its SHA-256, which is also the record key.
 type tokenRecord struct {
 	User    string    `json:"user"`

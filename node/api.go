@@ -319,7 +319,7 @@ func (c *Client) WhoAmI() (*WhoAmI, error) {
 	return &w, c.get("/v1/whoami", &w)
 }
 
-// Send asks the daemon to send text to user, waiting until ctx ends for
+// Send has the daemon send text to user and waits until ctx ends for
 // the acknowledgement.
 func (c *Client) Send(ctx context.Context, user, text string) (*SendResult, error) {
 	wait := maxSendWait
@@ -346,7 +346,8 @@ func (c *Client) Peers() ([]PeerInfo, error) {
 	return peers, c.get("/v1/peers", &peers)
 }
 
-// Status asks the daemon for the state of user's certificate, or of der.
+// Status requests from the daemon the state of user's certificate, or
+// of der.
 func (c *Client) Status(ctx context.Context, user string, der []byte, askCA bool) (*StatusReport, error) {
 	ctx, cancel := context.WithTimeout(ctx, directoryTimeout+callTimeout)
 	defer cancel()
@@ -355,7 +356,7 @@ func (c *Client) Status(ctx context.Context, user string, der []byte, askCA bool
 	return &rep, c.call(ctx, http.MethodPost, "/v1/status", req, &rep)
 }
 
-// RotateKey asks the daemon to rotate to a new key version.
+// RotateKey has the daemon rotate to a new key version.
 func (c *Client) RotateKey(ctx context.Context, token string) (*WhoAmI, error) {
 	ctx, cancel := context.WithTimeout(ctx, DefaultEnrollTimeout+callTimeout)
 	defer cancel()

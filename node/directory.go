@@ -68,7 +68,7 @@ func (n *Node) askDirectory(ctx context.Context, req protocol.DirectoryRequest) 
 	return protocol.DecodeDirectoryResponse(frame)
 }
 
-// lookupUser asks the CA directory for user's certificate and addresses
+// lookupUser requests from the CA directory for user's certificate and addresses
 // and, once the certificate verifies, stores them as a contact.
 func (n *Node) lookupUser(ctx context.Context, user string) (*Contact, error) {
 	resp, err := n.askDirectory(ctx, protocol.DirectoryRequest{Lookup: user})
@@ -99,7 +99,7 @@ func (n *Node) lookupUser(ctx context.Context, user string) (*Contact, error) {
 	return saveContact(n.st, cert, addrs, n.cfg.Now())
 }
 
-// announceLoop tells the CA directory the node's listen addresses, at
+// announceLoop sends the CA directory the node's listen addresses, at
 // start and then every announceInterval, retrying with backoff.
 func (n *Node) announceLoop() {
 	defer n.wg.Done()

@@ -200,7 +200,7 @@ func (r *Revocations) handleFetch(s network.Stream) {
 	}
 }
 
-// Fetch asks peer p for its CRL and offers it. It reports whether the
+// Fetch requests peer p's CRL and offers it. It reports whether the
 // CRL was newer.
 func (r *Revocations) Fetch(ctx context.Context, p peer.ID) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, crlFetchTimeout)

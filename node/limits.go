@@ -16,7 +16,7 @@ import (
 
 // Per-peer stream limits of skm's protocols. A node needs one session
 // stream per peer, two while a rotation drains the old one, and short
-// streams for the rest; a peer asking for more is misbehaving.
+// streams for the rest. A peer that opens more is misbehaving.
 var protocolPeerLimits = map[libp2pprotocol.ID]rcmgr.BaseLimit{
 	protocol.SessionID:   {StreamsInbound: 4, StreamsOutbound: 4, Streams: 8, Memory: 4 << 20},
 	protocol.CRLID:       {StreamsInbound: 2, StreamsOutbound: 2, Streams: 4, Memory: 2 << 20},
@@ -52,7 +52,8 @@ const (
 	limiterIdleTime = 10 * time.Minute
 )
 
-// peerLimiter keeps a token bucket per peer and forgets idle peers.
+// peerLimiter keeps a token bucket per peer and drops the buckets of
+// idle peers.
 type peerLimiter struct {
 	rate  rate.Limit
 	burst int

@@ -249,7 +249,7 @@ func history(st *store.Store, peerUser string) ([]*Message, error) {
 
 // Wire bodies of data and acknowledgement frames. A data body is the
 // 16-byte message ID, the send time in Unix nanoseconds (8 bytes,
-// big-endian) and the UTF-8 text; an acknowledgement body is the ID.
+// big-endian) and the UTF-8 text. An acknowledgement body is the ID.
 const (
 	messageIDSize  = 16
 	dataHeaderSize = messageIDSize + 8

@@ -51,7 +51,7 @@ func (n *Node) startRevocations() error {
 	return nil
 }
 
-// crlRefreshInterval is how often a node asks the CA for its CRL beyond
+// crlRefreshInterval is how often a node requests the CA's CRL beyond
 // gossip and handshakes. Gossip misses a node that was cut off while
 // idle, and a revocation made while the CA was not serving; this bounds
 // how late such a node learns of it. One small stream a minute per node

@@ -159,7 +159,7 @@ func (n *Node) renewLoop() {
 	}
 }
 
-// SelfRevoke asks the CA to revoke the node's current certificate, with
+// SelfRevoke requests that the CA revoke the node's current certificate, with
 // a request signed by the certified key, and returns the number of the
 // CRL that lists it.
 func (n *Node) SelfRevoke(ctx context.Context, reason int) (string, error) {

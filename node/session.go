@@ -92,7 +92,7 @@ func (n *Node) verifyPeer(cert *x509.Certificate, remote peer.ID) error {
 	return nil
 }
 
-// handleSession answers a session stream a peer opened.
+// handleSession serves a session stream a peer opened.
 func (n *Node) handleSession(stream network.Stream) {
 	remote := stream.Conn().RemotePeer()
 	if ok, report := n.handshakes.allow(remote); !ok {

@@ -12,7 +12,7 @@ import (
 	"github.com/skm-p2p/skm/protocol"
 )
 
-// StatusReport is the state of one certificate as this node sees it.
+// StatusReport is the state of one certificate by this node's records.
 type StatusReport struct {
 	User       string    `json:"user"`
 	Serial     string    `json:"serial"`
@@ -75,7 +75,7 @@ func (n *Node) statusTarget(user string, der []byte) (*x509.Certificate, error) 
 	return x509.ParseCertificate(c.Certificate)
 }
 
-// statusFromCA asks the CA's status service about cert and checks the
+// statusFromCA requests the state of cert from the CA's status service and checks the
 // CA's signature on the answer.
 func (n *Node) statusFromCA(ctx context.Context, cert *x509.Certificate) (*StatusReport, error) {
 	caInfo, err := n.caPeer()
@@ -105,13 +105,13 @@ func (n *Node) statusFromCA(ctx context.Context, cert *x509.Certificate) (*Statu
 	}
 	resp, err := protocol.DecodeStatusResponse(frame)
 	if err != nil {
-		return nil, fmt.Errorf("the CA answered: %w", err)
+		return nil, fmt.Errorf("the CA's status response: %w", err)
 	}
 	if err := ca.VerifyStatus(resp, n.Identity().CACert); err != nil {
 		return nil, err
 	}
 	if resp.Answer.Serial != ca.SerialString(cert.SerialNumber) {
-		return nil, fmt.Errorf("the CA answered for serial %s, not %s", resp.Answer.Serial, ca.SerialString(cert.SerialNumber))
+		return nil, fmt.Errorf("the CA's status response is for serial %s, not %s", resp.Answer.Serial, ca.SerialString(cert.SerialNumber))
 	}
 	r := &StatusReport{
 		Serial:     resp.Answer.Serial,

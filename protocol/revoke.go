@@ -6,8 +6,8 @@ import (
 	"fmt"
 )
 
-// RevokeID is the protocol ID of self-revocation: a node asks the CA to
-// revoke the node's own certificate. The node writes one [RevokeRequest]
+// RevokeID is the protocol ID of self-revocation, by which a node requests
+// the revocation of its own certificate. The node writes one [RevokeRequest]
 // frame and reads one [RevokeResponse] frame.
 const RevokeID = "/skm/revoke/1.0.0"
 
@@ -17,8 +17,8 @@ const (
 	MaxRevokeResponseSize = 4 << 10
 )
 
-// RevokeRequest asks the CA to revoke Certificate, signed by the key that
-// Certificate certifies.
+// RevokeRequest is a request to revoke Certificate, signed by the key
+// that Certificate certifies.
 type RevokeRequest struct {
 	Certificate []byte `json:"certificate"`
 	Reason      int    `json:"reason"`

@@ -69,7 +69,7 @@ func DecodeStatusResponse(p []byte) (*StatusResponse, error) {
 		return nil, resp.Error
 	}
 	if resp.Answer == nil || len(resp.Signature) == 0 {
-		return nil, errors.New("status response: missing answer or signature")
+		return nil, errors.New("status response: missing answer or signature: the CA sent an incomplete response")
 	}
 	return &resp, nil
 }

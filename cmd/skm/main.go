@@ -123,9 +123,9 @@ func setupLogging(level string) error {
 }
 
 // commandLogger returns the logger for a node or CA that a one-shot
-// command runs in its own process: the default logger if --log-level was
-// given, else one that shows only warnings and errors, so the command's
-// own output is not buried in the node's routine lines.
+// command runs in its own process. That is the default logger if
+// --log-level was given. Otherwise it shows only warnings and errors, so
+// that the node's routine lines do not bury the command's own output.
 func (g *globals) commandLogger() *slog.Logger {
 	if g.logLevelSet {
 		return slog.Default()
